@@ -1,0 +1,296 @@
+/*
+ * llm.h - the public C API of libllm, an on-device LLM inference runtime.
+ *
+ * Conventions
+ *  - Plain C11. Objects are opaque handles created by llm_*_load/create and
+ *    released by llm_*_free (which accept NULL).
+ *  - Every fallible function returns an llm_status. On failure a message is
+ *    recorded for the calling thread and can be read with llm_last_error().
+ *  - Parameter structs begin with `struct_size`; fill them with the matching
+ *    llm_*_params_init() before changing fields. A NULL params pointer means
+ *    the defaults. New fields are only ever appended.
+ *  - Strings are UTF-8. Lengths are in bytes.
+ *  - Thread safety: a model is read-only after loading and may be shared by
+ *    any number of threads and sessions. A session must be used by one thread
+ *    at a time; llm_session_cancel() is the exception and may be called from
+ *    any thread.
+ */
+#ifndef LLM_H
+#define LLM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#  if defined(LLM_BUILDING_LIBRARY)
+#    define LLM_API __declspec(dllexport)
+#  elif defined(LLM_SHARED)
+#    define LLM_API __declspec(dllimport)
+#  else
+#    define LLM_API
+#  endif
+#else
+#  define LLM_API __attribute__((visibility("default")))
+#endif
+
+/* ---- Versions ------------------------------------------------------------ */
+
+#define LLM_VERSION_MAJOR 0
+#define LLM_VERSION_MINOR 1
+#define LLM_VERSION_PATCH 0
+/* Incremented on every change to this header's ABI (only additions while the
+ * major version stays the same). */
+#define LLM_API_VERSION 1
+
+/* "MAJOR.MINOR.PATCH" of the library actually loaded. */
+LLM_API const char *llm_version(void);
+/* LLM_API_VERSION of the library actually loaded. */
+LLM_API int llm_api_version(void);
+
+/* ---- Status codes -------------------------------------------------------- */
+
+typedef enum llm_status {
+  LLM_OK = 0,
+  LLM_ERR_INVALID_ARGUMENT = 1, /* NULL handle, bad size, bad struct_size... */
+  LLM_ERR_IO = 2,               /* file cannot be opened / read / written */
+  LLM_ERR_FORMAT = 3,           /* model file malformed, corrupt or wrong version */
+  LLM_ERR_UNSUPPORTED = 4,      /* valid input this build cannot handle */
+  LLM_ERR_OUT_OF_MEMORY = 5,    /* allocation failed or memory budget exceeded */
+  LLM_ERR_CONTEXT_FULL = 6,     /* the session's context cannot hold more tokens */
+  LLM_ERR_BUFFER_TOO_SMALL = 7, /* output capacity too small; required size reported */
+  LLM_ERR_CANCELLED = 8,        /* llm_session_cancel() was called */
+  LLM_ERR_INVALID_TOKEN = 9,    /* token id outside the vocabulary */
+  LLM_ERR_INTERNAL = 10         /* a bug in libllm; please report it */
+} llm_status;
+
+/* Static name of a status, e.g. "LLM_ERR_FORMAT". Never NULL. */
+LLM_API const char *llm_status_string(llm_status status);
+
+/* Message describing the last failure on the calling thread ("" if none).
+ * Owned by the library; valid until the next failing call on this thread. */
+LLM_API const char *llm_last_error(void);
+
+/* ---- Types --------------------------------------------------------------- */
+
+typedef int32_t llm_token;
+typedef struct llm_model llm_model;
+typedef struct llm_session llm_session;
+
+/* ---- Model --------------------------------------------------------------- */
+
+typedef enum llm_verify {
+  LLM_VERIFY_FULL = 0,   /* check every tensor checksum at load (default) */
+  LLM_VERIFY_NONE = 1    /* structure only; fastest load */
+} llm_verify;
+
+typedef struct llm_model_params {
+  size_t struct_size;
+  /* Worker threads for the CPU backend; 0 = number of online cores. */
+  int32_t n_threads;
+  /* Compute device: NULL or "cpu". */
+  const char *device;
+  /* llm_verify value. */
+  int32_t verify;
+} llm_model_params;
+
+LLM_API void llm_model_params_init(llm_model_params *params);
+
+/* Map and validate a model file. On success *out owns the model; release it
+ * with llm_model_free after every session using it has been freed.
+ * Errors: LLM_ERR_IO, LLM_ERR_FORMAT (names what is wrong), LLM_ERR_UNSUPPORTED,
+ * LLM_ERR_OUT_OF_MEMORY. */
+LLM_API llm_status llm_model_load(const char *path, const llm_model_params *params,
+                                  llm_model **out);
+/* Free a model. NULL is ignored. All its sessions must be freed first. */
+LLM_API void llm_model_free(llm_model *model);
+
+typedef struct llm_model_info {
+  size_t struct_size;
+  const char *architecture;   /* "llama", "qwen2"; owned by the model */
+  const char *name;           /* model name from the file; owned by the model */
+  int32_t vocab_size;
+  int32_t context_length;     /* maximum positions the model was trained for */
+  int32_t n_layers;
+  int32_t hidden_size;
+  int32_t n_heads;
+  int32_t n_kv_heads;
+  uint64_t n_params;          /* parameter count of the original checkpoint */
+  uint64_t weights_bytes;     /* bytes of tensor data in the file */
+  llm_token bos_token;        /* -1 if none */
+  llm_token eos_token;        /* first end-of-sequence token, -1 if none */
+  int32_t vocab_only;         /* 1 if the file has no weights */
+} llm_model_info;
+
+/* Fill *info (set info->struct_size first, or use sizeof). Thread-safe. */
+LLM_API llm_status llm_model_get_info(const llm_model *model, llm_model_info *info);
+
+/* Non-zero if `token` ends generation for this model. Thread-safe. */
+LLM_API int llm_token_is_eog(const llm_model *model, llm_token token);
+
+/* ---- Tokenizer (thread-safe; needs only the model) ------------------------ */
+
+typedef enum llm_tokenize_flags {
+  LLM_TOKENIZE_DEFAULT = 0,
+  /* Treat special-token strings such as "<s>" in the text as plain text, so
+   * untrusted input cannot inject control tokens. */
+  LLM_TOKENIZE_PARSE_SPECIAL_OFF = 1
+} llm_tokenize_flags;
+
+/* Tokenize `len` bytes of UTF-8 text. add_special != 0 adds what the
+ * tokenizer's post-processor adds (e.g. BOS). Special-token strings in the
+ * text are recognised (as Hugging Face does by default); use
+ * llm_tokenize_ex with LLM_TOKENIZE_PARSE_SPECIAL_OFF for untrusted text.
+ * Writes at most `capacity` ids to `out`; *n_out receives the number of ids
+ * the text produces. If capacity is too small, returns
+ * LLM_ERR_BUFFER_TOO_SMALL with *n_out set to the required count (out may be
+ * NULL when capacity is 0). Invalid UTF-8 is tokenized byte-wise where the
+ * vocabulary allows it (byte fallback / byte-level) and never crashes. */
+LLM_API llm_status llm_tokenize(const llm_model *model, const char *text, size_t len,
+                                int add_special, llm_token *out, size_t capacity,
+                                size_t *n_out);
+LLM_API llm_status llm_tokenize_ex(const llm_model *model, const char *text, size_t len,
+                                   int add_special, int flags, llm_token *out,
+                                   size_t capacity, size_t *n_out);
+
+/* Decode ids to UTF-8 text as Hugging Face's decode(ids) does (special tokens
+ * kept). Writes at most `capacity` bytes (no terminator is counted in *len_out;
+ * one is written when room remains). LLM_ERR_BUFFER_TOO_SMALL reports the
+ * required size in *len_out. */
+LLM_API llm_status llm_detokenize(const llm_model *model, const llm_token *tokens, size_t n,
+                                  char *out, size_t capacity, size_t *len_out);
+
+/* The raw bytes of one token's piece as the decoder renders it in the middle
+ * of a text (may be a partial UTF-8 sequence). Same buffer rules as above. */
+LLM_API llm_status llm_token_to_piece(const llm_model *model, llm_token token, char *out,
+                                      size_t capacity, size_t *len_out);
+
+/* ---- Session ------------------------------------------------------------- */
+
+typedef struct llm_session_params {
+  size_t struct_size;
+  /* Context length in tokens; 0 = the model's context length. */
+  int32_t n_ctx;
+  /* Largest number of tokens evaluated in one forward step (longer inputs are
+   * split). 0 = min(512, n_ctx). */
+  int32_t n_batch;
+  /* Non-zero: keep logits for every position of the last llm_session_eval
+   * (read with llm_session_logits_at); costs n_batch * vocab floats. */
+  int32_t logits_all;
+  /* Upper bound on the bytes the session may reserve; 0 = no limit. */
+  uint64_t memory_limit;
+} llm_session_params;
+
+LLM_API void llm_session_params_init(llm_session_params *params);
+
+/* Bytes llm_session_create would reserve for these parameters. Thread-safe. */
+LLM_API llm_status llm_session_memory_required(const llm_model *model,
+                                               const llm_session_params *params,
+                                               uint64_t *bytes);
+
+/* Create a session: reserves its KV cache and every working buffer now;
+ * nothing is allocated later. Fails with LLM_ERR_OUT_OF_MEMORY (stating the
+ * bytes needed) if the memory limit or the system cannot provide them. The
+ * model must outlive the session. Safe to call concurrently on one model. */
+LLM_API llm_status llm_session_create(llm_model *model, const llm_session_params *params,
+                                      llm_session **out);
+/* Free a session. NULL is ignored. */
+LLM_API void llm_session_free(llm_session *session);
+
+/* Forget every token in the context (the reserved memory is kept). */
+LLM_API llm_status llm_session_reset(llm_session *session);
+
+/* Number of tokens currently in the context. */
+LLM_API llm_status llm_session_n_tokens(const llm_session *session, size_t *n_out);
+
+/* Append tokens to the context and run the model over them. On success the
+ * logits of the last token are available. LLM_ERR_CONTEXT_FULL if they do not
+ * fit (nothing is appended); LLM_ERR_INVALID_TOKEN for ids outside the
+ * vocabulary; LLM_ERR_CANCELLED if cancelled (the context then holds the
+ * tokens evaluated before the cancellation point, and the session stays
+ * usable). */
+LLM_API llm_status llm_session_eval(llm_session *session, const llm_token *tokens, size_t n);
+
+/* vocab_size logits of the last evaluated position, or NULL if nothing has
+ * been evaluated. Owned by the session; valid until the next call that
+ * changes it (eval, generate, reset, free). */
+LLM_API const float *llm_session_logits(const llm_session *session);
+
+/* Logits of the i-th token of the last llm_session_eval call (requires
+ * logits_all; i < 0 counts from the end). NULL if unavailable. Same lifetime
+ * as llm_session_logits. */
+LLM_API const float *llm_session_logits_at(const llm_session *session, int32_t i);
+
+/* Ask a running eval/generate on this session to stop at the next step; it
+ * returns LLM_ERR_CANCELLED. Safe from any thread. The flag is cleared when
+ * the next eval/generate starts. */
+LLM_API void llm_session_cancel(llm_session *session);
+
+/* ---- Generation ---------------------------------------------------------- */
+
+/* Called with each piece of generated text. `piece` holds `len` bytes of
+ * complete UTF-8 (not NUL-terminated; may be empty when a token produces no
+ * text yet, e.g. half of a multi-byte character); `token` is the token just
+ * sampled. Return non-zero to stop generation. */
+typedef int (*llm_stream_fn)(const char *piece, size_t len, llm_token token, void *user_data);
+
+#define LLM_MAX_STOP_STRINGS 8
+
+typedef struct llm_generate_params {
+  size_t struct_size;
+  int32_t max_tokens;         /* tokens to generate; default 256; <= 0: until EOS or context end */
+  float temperature;          /* <= 0: greedy. Default: the model's, else 0.8 */
+  int32_t top_k;              /* 0 = off. Default 40 */
+  float top_p;                /* 1 = off. Default 0.95 */
+  float min_p;                /* 0 = off. Default 0.05 */
+  float repeat_penalty;       /* 1 = off. Default 1.0 */
+  int32_t repeat_last_n;      /* tokens considered by repeat_penalty. Default 64 */
+  uint64_t seed;              /* same seed, same output. Default 0 */
+  int32_t add_special;        /* add BOS etc. when the session is empty. Default 1 */
+  int32_t parse_special;      /* recognise special-token strings in the prompt. Default 1 */
+  /* Up to LLM_MAX_STOP_STRINGS NUL-terminated strings; generation stops when
+   * the text produced contains one (the stop string is not delivered). */
+  const char *stop[LLM_MAX_STOP_STRINGS];
+  int32_t n_stop;
+  int32_t ignore_eos;         /* non-zero: do not stop at end-of-generation tokens */
+} llm_generate_params;
+
+LLM_API void llm_generate_params_init(llm_generate_params *params);
+
+typedef enum llm_stop_reason {
+  LLM_STOP_NONE = 0,
+  LLM_STOP_EOS = 1,
+  LLM_STOP_MAX_TOKENS = 2,
+  LLM_STOP_STRING = 3,
+  LLM_STOP_CALLBACK = 4,
+  LLM_STOP_CONTEXT_FULL = 5
+} llm_stop_reason;
+
+/* Evaluate `prompt` (NUL-terminated UTF-8, may be NULL or "" to continue from
+ * the current context) after what the session holds, then sample tokens and
+ * stream their text to on_piece (may be NULL). Stops on an end-of-generation
+ * token, a stop string, max_tokens, the callback's request or a full context
+ * (LLM_OK in every one of those cases; llm_session_stop_reason() tells which).
+ * Every sampled token that was delivered stays in the context. */
+LLM_API llm_status llm_generate(llm_session *session, const char *prompt,
+                                const llm_generate_params *params, llm_stream_fn on_piece,
+                                void *user_data);
+
+/* Why the last llm_generate on this session ended (llm_stop_reason). */
+LLM_API int llm_session_stop_reason(const llm_session *session);
+
+/* Sample one token from the current logits with `params`' sampling fields
+ * (temperature, top_k, top_p, min_p, repetition penalty over the context).
+ * The session's random state advances; it is seeded from params->seed at
+ * the first call after creation or reset. */
+LLM_API llm_status llm_session_sample(llm_session *session, const llm_generate_params *params,
+                                      llm_token *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LLM_H */

@@ -1,0 +1,74 @@
+// CPU compute kernels. Portable scalar code plus AVX2/FMA paths chosen at run
+// time (see dispatch in kernels/cpu/cpu_features.cpp). All functions use fp32
+// arithmetic, never allocate, and take their parallelism from the ThreadPool.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "format/model_meta.h"  // DType
+
+namespace llm {
+class ThreadPool;
+}
+
+namespace llm::cpu {
+
+// Which SIMD path the kernels use. `force` (for tests and benchmarks) selects
+// a path explicitly; Auto picks the best the CPU supports.
+enum class Isa { Auto, Scalar, Avx2 };
+void set_isa(Isa isa);   // not thread-safe; call before running kernels
+Isa active_isa();
+bool isa_supported(Isa isa);
+const char *isa_name(Isa isa);
+
+// fp16 / bf16 <-> fp32 conversions (round-to-nearest-even on the way down).
+float f16_to_f32(uint16_t h);
+uint16_t f32_to_f16(float f);
+float bf16_to_f32(uint16_t b);
+uint16_t f32_to_bf16(float f);
+void convert_row_to_f32(const void *src, DType dtype, int64_t n, float *dst);
+
+// out[i][j] = sum_k x[i][k] * W[j][k] (+ bias[j] when bias != nullptr)
+// x: n rows of k floats, row stride ldx; W: m rows of k elements of `wtype`
+// (F32, F16 or BF16), rows contiguous; out: n rows, row stride ldo.
+// Parallel over rows of W; handles n == 1 (decode) and n > 1 (prefill)
+// efficiently (weights are streamed once per call for any n).
+void matmul(ThreadPool &pool, const float *x, int64_t n, int64_t k, int64_t ldx,
+            const void *W, DType wtype, int64_t m, const float *bias,
+            float *out, int64_t ldo);
+
+// out = x / sqrt(mean(x^2) + eps) * w, for each of n rows of dim floats.
+void rmsnorm(const float *x, const float *w, int64_t n, int64_t dim, float eps, float *out);
+
+// In place: gate[i] = silu(gate[i]) * up[i] for i < n.
+void silu_mul(float *gate, const float *up, int64_t n);
+
+// In place: x[i] += y[i].
+void add(float *x, const float *y, int64_t n);
+
+// In place, numerically stable softmax of n floats.
+void softmax(float *x, int64_t n);
+
+// Rotary embedding, Hugging Face "rotate_half" layout: for each head, pairs
+// (i, i + head_dim/2) are rotated by angle with cos[i], sin[i] (i < head_dim/2).
+// x: n_heads rows of head_dim floats (contiguous).
+void rope(float *x, int64_t n_heads, int64_t head_dim, const float *cos, const float *sin);
+
+// Causal grouped-query attention for n_q new queries against a KV cache.
+//  q:   [n_q][n_heads][head_dim], row stride q_stride floats per query
+//  k, v: caches laid out [n_kv_heads][cache_capacity][head_dim]; positions
+//        0 .. pos0 + n_q - 1 are valid (the new tokens are already stored)
+//  Query i sits at position p = pos0 + i and attends to positions j <= p with
+//  (window == 0 || p - j < window). Query head h reads KV head
+//  h / (n_heads / n_kv_heads).
+//  out: [n_q][n_heads][head_dim], row stride out_stride floats per query
+//  scratch: pool.size() regions of scratch_stride floats each, every region
+//  at least pos0 + n_q floats (attention weights).
+void attention(ThreadPool &pool, const float *q, int64_t n_q, int64_t q_stride,
+               int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+               const float *k, const float *v, int64_t cache_capacity,
+               int64_t pos0, int64_t window, float scale,
+               float *out, int64_t out_stride, float *scratch, int64_t scratch_stride);
+
+}  // namespace llm::cpu
