@@ -234,7 +234,8 @@ LLM_API void llm_session_cancel(llm_session *session);
 /* Called with each piece of generated text. `piece` holds `len` bytes of
  * complete UTF-8 (not NUL-terminated; may be empty when a token produces no
  * text yet, e.g. half of a multi-byte character); `token` is the token just
- * sampled. Return non-zero to stop generation. */
+ * sampled (-1 for text held back until the end, e.g. a partial stop
+ * string, delivered when generation finishes). Return non-zero to stop. */
 typedef int (*llm_stream_fn)(const char *piece, size_t len, llm_token token, void *user_data);
 
 #define LLM_MAX_STOP_STRINGS 8
@@ -242,7 +243,7 @@ typedef int (*llm_stream_fn)(const char *piece, size_t len, llm_token token, voi
 typedef struct llm_generate_params {
   size_t struct_size;
   int32_t max_tokens;         /* tokens to generate; default 256; <= 0: until EOS or context end */
-  float temperature;          /* <= 0: greedy. Default: the model's, else 0.8 */
+  float temperature;          /* <= 0: greedy. Default 0.8 */
   int32_t top_k;              /* 0 = off. Default 40 */
   float top_p;                /* 1 = off. Default 0.95 */
   float min_p;                /* 0 = off. Default 0.05 */
@@ -284,8 +285,9 @@ LLM_API int llm_session_stop_reason(const llm_session *session);
 
 /* Sample one token from the current logits with `params`' sampling fields
  * (temperature, top_k, top_p, min_p, repetition penalty over the context).
- * The session's random state advances; it is seeded from params->seed at
- * the first call after creation or reset. */
+ * The session's random generator is seeded from params->seed by the first
+ * call after creation or reset (and by every llm_generate); later calls
+ * continue its sequence. */
 LLM_API llm_status llm_session_sample(llm_session *session, const llm_generate_params *params,
                                       llm_token *out);
 

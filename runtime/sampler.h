@@ -49,6 +49,12 @@ class Sampler {
                  const int32_t *history, size_t n_history);
 
  private:
+  // Stages of sample() after the penalty; each leaves the kept candidates in
+  // ids_[0, n) with their unnormalised weights in probs_[id] and returns n.
+  size_t keep_top_k(size_t k, const SamplerParams &params);
+  size_t keep_full(size_t n_vocab, const SamplerParams &params);
+  int32_t draw(size_t n);
+
   int32_t vocab_size_;
   int32_t *ids_;
   float *probs_;

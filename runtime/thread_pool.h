@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace llm {
@@ -47,13 +48,16 @@ class ThreadPool {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::condition_variable done_;
-  uint64_t generation_ = 0;     // incremented per job
-  bool stop_ = false;
+  // Written under mutex_; atomic so that workers can spin on them briefly
+  // before sleeping on wake_.
+  std::atomic<uint64_t> generation_{0};  // incremented per job
+  std::atomic<bool> stop_{false};
   TaskFn fn_ = nullptr;
   void *ctx_ = nullptr;
   int64_t n_tasks_ = 0;
   std::atomic<int64_t> next_task_{0};
-  std::atomic<int> active_{0};
+  bool open_ = false;              // workers may still join the job (under mutex_)
+  std::atomic<int> active_{0};     // workers that joined and have not finished
 };
 
 }  // namespace llm

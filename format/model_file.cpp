@@ -1,0 +1,609 @@
+#include "format/model_file.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cinttypes>
+#include <cstddef>
+#include <cstring>
+
+#include <xxhash.h>
+
+#include "format/error.h"
+#include "format/llm_model_generated.h"
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "the model file is little-endian and is mapped directly");
+
+namespace llm {
+namespace {
+
+std::string hex(uint64_t v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "0x%" PRIx64, v);
+  return buf;
+}
+
+uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+
+// ---- metadata -> FlatBuffer -------------------------------------------------
+
+flatbuffers::Offset<fb::HParams> build_hparams(flatbuffers::FlatBufferBuilder &b, const HParams &h) {
+  auto rope = fb::CreateRopeScaling(b, static_cast<fb::RopeType>(h.rope_scaling.type),
+                                    h.rope_scaling.factor, h.rope_scaling.low_freq_factor,
+                                    h.rope_scaling.high_freq_factor,
+                                    h.rope_scaling.original_max_position);
+  return fb::CreateHParams(b, h.vocab_size, h.hidden_size, h.num_layers, h.num_heads,
+                           h.num_kv_heads, h.head_dim, h.intermediate_size, h.max_context,
+                           h.rms_norm_eps, h.rope_theta, rope, h.tie_word_embeddings,
+                           h.attention_bias, h.sliding_window);
+}
+
+flatbuffers::Offset<fb::Tokenizer> build_tokenizer(flatbuffers::FlatBufferBuilder &b,
+                                                   const TokenizerSpec &t) {
+  auto vocab = b.CreateVectorOfStrings(t.vocab);
+  std::vector<fb::Merge> merges;
+  merges.reserve(t.merges.size());
+  for (const MergeSpec &m : t.merges) merges.emplace_back(m.left, m.right, m.result);
+  auto merges_v = b.CreateVectorOfStructs(merges);
+
+  std::vector<flatbuffers::Offset<fb::AddedToken>> added;
+  for (const AddedTokenSpec &a : t.added_tokens) {
+    auto content = b.CreateString(a.content);
+    fb::AddedTokenBuilder ab(b);
+    ab.add_id(a.id);
+    ab.add_content(content);
+    ab.add_special(a.special);
+    ab.add_lstrip(a.lstrip);
+    ab.add_rstrip(a.rstrip);
+    ab.add_normalized(a.normalized);
+    ab.add_single_word(a.single_word);
+    added.push_back(ab.Finish());
+  }
+  auto added_v = b.CreateVector(added);
+
+  std::vector<flatbuffers::Offset<fb::NormalizerStep>> norms;
+  for (const NormalizerSpec &n : t.normalizers)
+    norms.push_back(fb::CreateNormalizerStepDirect(
+        b, static_cast<fb::NormalizerKind>(n.kind), n.pattern.c_str(), n.content.c_str(),
+        n.left, n.right));
+  auto norms_v = b.CreateVector(norms);
+
+  std::vector<flatbuffers::Offset<fb::PreTokenizerStep>> pres;
+  for (const PreTokenizerSpec &p : t.pre_tokenizers) {
+    auto pattern = b.CreateString(p.pattern);
+    auto replacement = b.CreateString(p.replacement);
+    fb::PreTokenizerStepBuilder pb(b);
+    pb.add_kind(static_cast<fb::PreTokenizerKind>(p.kind));
+    pb.add_pattern(pattern);
+    pb.add_is_regex(p.is_regex);
+    pb.add_behavior(static_cast<fb::SplitBehavior>(p.behavior));
+    pb.add_invert(p.invert);
+    pb.add_add_prefix_space(p.add_prefix_space);
+    pb.add_use_regex(p.use_regex);
+    pb.add_replacement(replacement);
+    pb.add_prepend_scheme(p.prepend_scheme);
+    pb.add_split(p.split);
+    pb.add_individual_digits(p.individual_digits);
+    pres.push_back(pb.Finish());
+  }
+  auto pres_v = b.CreateVector(pres);
+
+  std::vector<flatbuffers::Offset<fb::DecoderStep>> decs;
+  for (const DecoderSpec &d : t.decoders) {
+    auto pattern = b.CreateString(d.pattern);
+    auto content = b.CreateString(d.content);
+    auto replacement = b.CreateString(d.replacement);
+    fb::DecoderStepBuilder db(b);
+    db.add_kind(static_cast<fb::DecoderKind>(d.kind));
+    db.add_pattern(pattern);
+    db.add_content(content);
+    db.add_start(d.start);
+    db.add_stop(d.stop);
+    db.add_replacement(replacement);
+    db.add_prepend_scheme(d.prepend_scheme);
+    db.add_split(d.split);
+    decs.push_back(db.Finish());
+  }
+  auto decs_v = b.CreateVector(decs);
+  auto prefix = b.CreateVector(t.prefix_ids);
+  auto suffix = b.CreateVector(t.suffix_ids);
+  auto cont = b.CreateString(t.continuing_subword_prefix);
+  auto eow = b.CreateString(t.end_of_word_suffix);
+
+  fb::TokenizerBuilder tb(b);
+  tb.add_model(fb::TokenizerModel::BPE);
+  tb.add_vocab(vocab);
+  tb.add_merges(merges_v);
+  tb.add_added_tokens(added_v);
+  tb.add_unk_id(t.unk_id);
+  tb.add_byte_fallback(t.byte_fallback);
+  tb.add_fuse_unk(t.fuse_unk);
+  tb.add_ignore_merges(t.ignore_merges);
+  tb.add_continuing_subword_prefix(cont);
+  tb.add_end_of_word_suffix(eow);
+  tb.add_normalizers(norms_v);
+  tb.add_pre_tokenizers(pres_v);
+  tb.add_decoders(decs_v);
+  tb.add_prefix_ids(prefix);
+  tb.add_suffix_ids(suffix);
+  return tb.Finish();
+}
+
+flatbuffers::Offset<fb::Generation> build_generation(flatbuffers::FlatBufferBuilder &b,
+                                                     const GenerationConfig &g) {
+  auto eos = b.CreateVector(g.eos_ids);
+  auto tmpl = b.CreateString(g.chat_template);
+  fb::GenerationBuilder gb(b);
+  gb.add_bos_id(g.bos_id);
+  gb.add_eos_ids(eos);
+  gb.add_pad_id(g.pad_id);
+  gb.add_chat_template(tmpl);
+  gb.add_temperature(g.temperature);
+  gb.add_top_k(g.top_k);
+  gb.add_top_p(g.top_p);
+  gb.add_do_sample(g.do_sample);
+  return gb.Finish();
+}
+
+flatbuffers::Offset<fb::Tensor> build_tensor(flatbuffers::FlatBufferBuilder &b, const TensorInfo &t) {
+  auto name = b.CreateString(t.name);
+  auto shape = b.CreateVector(t.shape);
+  flatbuffers::Offset<fb::QuantParams> quant = 0;
+  if (t.quant.group_size != 0) {
+    fb::Segment scales(t.quant.scales_offset, t.quant.scales_size);
+    fb::Segment zeros(t.quant.zeros_offset, t.quant.zeros_size);
+    quant = fb::CreateQuantParams(b, t.quant.group_size,
+                                  static_cast<fb::DType>(t.quant.scale_dtype), &scales, &zeros);
+  }
+  fb::Segment data(t.offset, t.size);
+  return fb::CreateTensor(b, name, shape, static_cast<fb::DType>(t.dtype), &data, quant, 0,
+                          t.checksum);
+}
+
+// ---- FlatBuffer -> metadata (after verification) ----------------------------
+
+std::string str(const flatbuffers::String *s) { return s ? s->str() : std::string(); }
+
+template <class T>
+std::vector<T> vec(const flatbuffers::Vector<T> *v) {
+  return v ? std::vector<T>(v->begin(), v->end()) : std::vector<T>();
+}
+
+HParams read_hparams(const fb::HParams *h) {
+  HParams p;
+  p.vocab_size = h->vocab_size();
+  p.hidden_size = h->hidden_size();
+  p.num_layers = h->num_layers();
+  p.num_heads = h->num_heads();
+  p.num_kv_heads = h->num_kv_heads();
+  p.head_dim = h->head_dim();
+  p.intermediate_size = h->intermediate_size();
+  p.max_context = h->max_context();
+  p.rms_norm_eps = h->rms_norm_eps();
+  p.rope_theta = h->rope_theta();
+  if (const fb::RopeScaling *r = h->rope_scaling()) {
+    if (r->type() > fb::RopeType::MAX)
+      fail_format("unknown RoPE type " + std::to_string(static_cast<int>(r->type())));
+    p.rope_scaling.type = static_cast<RopeType>(r->type());
+    p.rope_scaling.factor = r->factor();
+    p.rope_scaling.low_freq_factor = r->low_freq_factor();
+    p.rope_scaling.high_freq_factor = r->high_freq_factor();
+    p.rope_scaling.original_max_position = r->original_max_position();
+  }
+  p.tie_word_embeddings = h->tie_word_embeddings();
+  p.attention_bias = h->attention_bias();
+  p.sliding_window = h->sliding_window();
+  return p;
+}
+
+template <class Enum>
+Enum checked_enum(Enum v, Enum max, const char *what) {
+  if (static_cast<int>(v) > static_cast<int>(max))
+    fail_format(std::string("unknown ") + what + " " + std::to_string(static_cast<int>(v)) +
+                " (file written by a newer converter?)");
+  return v;
+}
+
+TokenizerSpec read_tokenizer(const fb::Tokenizer *t) {
+  TokenizerSpec s;
+  s.vocab.reserve(t->vocab()->size());
+  for (const flatbuffers::String *piece : *t->vocab()) s.vocab.push_back(str(piece));
+  if (t->merges()) {
+    s.merges.reserve(t->merges()->size());
+    for (const fb::Merge *m : *t->merges()) s.merges.push_back({m->left(), m->right(), m->result()});
+  }
+  if (t->added_tokens()) {
+    for (const fb::AddedToken *a : *t->added_tokens()) {
+      AddedTokenSpec x;
+      x.id = a->id();
+      x.content = str(a->content());
+      x.special = a->special();
+      x.lstrip = a->lstrip();
+      x.rstrip = a->rstrip();
+      x.normalized = a->normalized();
+      x.single_word = a->single_word();
+      s.added_tokens.push_back(std::move(x));
+    }
+  }
+  s.unk_id = t->unk_id();
+  s.byte_fallback = t->byte_fallback();
+  s.fuse_unk = t->fuse_unk();
+  s.ignore_merges = t->ignore_merges();
+  s.continuing_subword_prefix = str(t->continuing_subword_prefix());
+  s.end_of_word_suffix = str(t->end_of_word_suffix());
+  if (t->normalizers()) {
+    for (const fb::NormalizerStep *n : *t->normalizers()) {
+      NormalizerSpec x;
+      x.kind = static_cast<NormalizerSpec::Kind>(
+          checked_enum(n->kind(), fb::NormalizerKind::MAX, "normalizer kind"));
+      x.pattern = str(n->pattern());
+      x.content = str(n->content());
+      x.left = n->left();
+      x.right = n->right();
+      s.normalizers.push_back(std::move(x));
+    }
+  }
+  if (t->pre_tokenizers()) {
+    for (const fb::PreTokenizerStep *p : *t->pre_tokenizers()) {
+      PreTokenizerSpec x;
+      x.kind = static_cast<PreTokenizerSpec::Kind>(
+          checked_enum(p->kind(), fb::PreTokenizerKind::MAX, "pre-tokenizer kind"));
+      x.pattern = str(p->pattern());
+      x.is_regex = p->is_regex();
+      x.behavior = static_cast<PreTokenizerSpec::Behavior>(
+          checked_enum(p->behavior(), fb::SplitBehavior::MAX, "split behavior"));
+      x.invert = p->invert();
+      x.add_prefix_space = p->add_prefix_space();
+      x.use_regex = p->use_regex();
+      x.replacement = str(p->replacement());
+      x.prepend_scheme = p->prepend_scheme();
+      x.split = p->split();
+      x.individual_digits = p->individual_digits();
+      s.pre_tokenizers.push_back(std::move(x));
+    }
+  }
+  if (t->decoders()) {
+    for (const fb::DecoderStep *d : *t->decoders()) {
+      DecoderSpec x;
+      x.kind = static_cast<DecoderSpec::Kind>(
+          checked_enum(d->kind(), fb::DecoderKind::MAX, "decoder kind"));
+      x.pattern = str(d->pattern());
+      x.content = str(d->content());
+      x.start = d->start();
+      x.stop = d->stop();
+      x.replacement = str(d->replacement());
+      x.prepend_scheme = d->prepend_scheme();
+      x.split = d->split();
+      s.decoders.push_back(std::move(x));
+    }
+  }
+  s.prefix_ids = vec(t->prefix_ids());
+  s.suffix_ids = vec(t->suffix_ids());
+  return s;
+}
+
+GenerationConfig read_generation(const fb::Generation *g) {
+  GenerationConfig c;
+  if (!g) return c;
+  c.bos_id = g->bos_id();
+  c.eos_ids = vec(g->eos_ids());
+  c.pad_id = g->pad_id();
+  c.chat_template = str(g->chat_template());
+  c.temperature = g->temperature();
+  c.top_k = g->top_k();
+  c.top_p = g->top_p();
+  c.do_sample = g->do_sample();
+  return c;
+}
+
+// Checks that [offset, offset + size) lies inside [lo, hi) without overflow.
+void check_range(const std::string &what, uint64_t offset, uint64_t size, uint64_t lo,
+                 uint64_t hi, uint64_t file_size) {
+  if (offset < lo || offset > hi || size > hi - offset)
+    fail_format(what + ": bytes " + hex(offset) + " + " + std::to_string(size) +
+                " lie outside the data region [" + hex(lo) + ", " + hex(hi) + ") of a " +
+                std::to_string(file_size) + "-byte file");
+}
+
+uint64_t hash_segment(const uint8_t *base, const TensorInfo &t) {
+  XXH3_state_t *state = XXH3_createState();
+  if (!state) throw std::bad_alloc();
+  XXH3_64bits_reset(state);
+  XXH3_64bits_update(state, base + t.offset, t.size);
+  if (t.quant.scales_size) XXH3_64bits_update(state, base + t.quant.scales_offset, t.quant.scales_size);
+  if (t.quant.zeros_size) XXH3_64bits_update(state, base + t.quant.zeros_offset, t.quant.zeros_size);
+  uint64_t h = XXH3_64bits_digest(state);
+  XXH3_freeState(state);
+  return h;
+}
+
+}  // namespace
+
+uint64_t TensorInfo::elements() const {
+  uint64_t n = 1;
+  for (int64_t d : shape) n *= static_cast<uint64_t>(d);
+  return n;
+}
+
+// ---- ModelWriter --------------------------------------------------------------
+
+ModelWriter::ModelWriter(const std::string &path) : path_(path), tmp_path_(path + ".tmp" + std::to_string(getpid())) {
+  file_ = std::fopen(tmp_path_.c_str(), "wb");
+  if (!file_) fail(LLM_ERR_IO, "cannot create " + tmp_path_ + ": " + std::strerror(errno));
+  hash_state_ = XXH3_createState();
+  if (!hash_state_) throw std::bad_alloc();
+  FileHeader placeholder{};
+  write_raw(&placeholder, sizeof placeholder);
+}
+
+ModelWriter::~ModelWriter() {
+  if (file_) std::fclose(file_);
+  if (!finished_) std::remove(tmp_path_.c_str());
+  XXH3_freeState(static_cast<XXH3_state_t *>(hash_state_));
+}
+
+void ModelWriter::write_raw(const void *data, size_t bytes) {
+  if (bytes && std::fwrite(data, 1, bytes, file_) != bytes)
+    fail(LLM_ERR_IO, "cannot write " + tmp_path_ + ": " + std::strerror(errno));
+  pos_ += bytes;
+}
+
+void ModelWriter::pad_to(uint64_t alignment) {
+  static const uint8_t zeros[4096] = {};
+  uint64_t target = align_up(pos_, alignment);
+  while (pos_ < target) write_raw(zeros, static_cast<size_t>(std::min<uint64_t>(target - pos_, sizeof zeros)));
+}
+
+void ModelWriter::begin_tensor(const std::string &name, DType dtype, std::vector<int64_t> shape) {
+  if (in_tensor_) fail(LLM_ERR_INTERNAL, "begin_tensor(" + name + ") inside another tensor");
+  for (const TensorInfo &t : tensors_)
+    if (t.name == name) fail(LLM_ERR_INTERNAL, "tensor " + name + " written twice");
+  pad_to(kTensorAlignment);
+  TensorInfo t;
+  t.name = name;
+  t.dtype = dtype;
+  t.shape = std::move(shape);
+  t.offset = pos_;
+  tensors_.push_back(std::move(t));
+  XXH3_64bits_reset(static_cast<XXH3_state_t *>(hash_state_));
+  in_tensor_ = true;
+}
+
+void ModelWriter::write(const void *data, size_t bytes) {
+  if (!in_tensor_) fail(LLM_ERR_INTERNAL, "ModelWriter::write outside a tensor");
+  XXH3_64bits_update(static_cast<XXH3_state_t *>(hash_state_), data, bytes);
+  write_raw(data, bytes);
+}
+
+void ModelWriter::end_tensor() {
+  TensorInfo &t = tensors_.back();
+  t.size = pos_ - t.offset;
+  uint64_t expected = dtype_bytes(t.dtype, t.elements());
+  if (t.size != expected)
+    fail(LLM_ERR_INTERNAL, "tensor " + t.name + ": wrote " + std::to_string(t.size) +
+                               " bytes, shape needs " + std::to_string(expected));
+  t.checksum = XXH3_64bits_digest(static_cast<XXH3_state_t *>(hash_state_));
+  in_tensor_ = false;
+}
+
+void ModelWriter::finish(const ModelMetadata &meta, const TokenizerSpec &tokenizer) {
+  if (in_tensor_) fail(LLM_ERR_INTERNAL, "finish() inside a tensor");
+  uint64_t data_offset = tensors_.empty() ? align_up(sizeof(FileHeader), 64) : tensors_.front().offset;
+  uint64_t data_end = pos_;
+
+  flatbuffers::FlatBufferBuilder b(1 << 20);
+  auto hparams = build_hparams(b, meta.hparams);
+  auto tok = build_tokenizer(b, tokenizer);
+  auto gen = build_generation(b, meta.generation);
+  std::vector<flatbuffers::Offset<fb::Tensor>> tensors;
+  for (const TensorInfo &t : tensors_) tensors.push_back(build_tensor(b, t));
+  auto tensors_v = b.CreateVector(tensors);
+  auto producer = b.CreateString(meta.producer);
+  auto name = b.CreateString(meta.name);
+  fb::ModelBuilder mb(b);
+  mb.add_format_major(kFormatMajor);
+  mb.add_format_minor(kFormatMinor);
+  mb.add_producer(producer);
+  mb.add_name(name);
+  mb.add_arch(static_cast<fb::Arch>(meta.arch));
+  mb.add_hparams(hparams);
+  mb.add_tokenizer(tok);
+  mb.add_generation(gen);
+  mb.add_tensors(tensors_v);
+  mb.add_vocab_only(meta.vocab_only);
+  mb.add_parameter_count(meta.parameter_count);
+  fb::FinishModelBuffer(b, mb.Finish());
+
+  pad_to(64);
+  FileHeader h{};
+  std::memcpy(h.magic, kFileMagic, 4);
+  h.format_major = kFormatMajor;
+  h.format_minor = kFormatMinor;
+  h.metadata_offset = pos_;
+  h.metadata_size = b.GetSize();
+  h.data_offset = data_offset;
+  h.data_size = data_end - data_offset;
+  write_raw(b.GetBufferPointer(), b.GetSize());
+  h.file_size = pos_;
+  h.metadata_checksum = XXH3_64bits(b.GetBufferPointer(), b.GetSize());
+  h.header_checksum = XXH3_64bits(&h, offsetof(FileHeader, header_checksum));
+
+  if (std::fseek(file_, 0, SEEK_SET) != 0 || std::fwrite(&h, sizeof h, 1, file_) != 1 ||
+      std::fflush(file_) != 0)
+    fail(LLM_ERR_IO, "cannot write header of " + tmp_path_ + ": " + std::strerror(errno));
+  int rc = std::fclose(file_);
+  file_ = nullptr;
+  if (rc != 0) fail(LLM_ERR_IO, "cannot close " + tmp_path_ + ": " + std::strerror(errno));
+  if (std::rename(tmp_path_.c_str(), path_.c_str()) != 0)
+    fail(LLM_ERR_IO, "cannot rename " + tmp_path_ + " to " + path_ + ": " + std::strerror(errno));
+  finished_ = true;
+}
+
+// ---- ModelFile ------------------------------------------------------------------
+
+std::unique_ptr<ModelFile> ModelFile::open(const std::string &path, Verify verify) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail(LLM_ERR_IO, "cannot open model file " + path + ": " + std::strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int e = errno;
+    ::close(fd);
+    fail(LLM_ERR_IO, "cannot stat " + path + ": " + std::strerror(e));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    fail(LLM_ERR_IO, path + " is not a regular file");
+  }
+  uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (size < sizeof(FileHeader)) {
+    ::close(fd);
+    fail_format(path + ": file is " + std::to_string(size) +
+                " bytes, too small to be a libllm model (truncated?)");
+  }
+  void *p = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  int e = errno;
+  ::close(fd);
+  if (p == MAP_FAILED) fail(LLM_ERR_IO, "cannot map " + path + ": " + std::strerror(e));
+
+  std::unique_ptr<ModelFile> f(new ModelFile());
+  f->base_ = static_cast<const uint8_t *>(p);
+  f->size_ = size;
+  f->mapped_ = true;
+  try {
+    f->parse(verify);
+  } catch (const Error &err) {
+    throw Error(err.status(), path + ": " + err.what());
+  }
+  return f;
+}
+
+std::unique_ptr<ModelFile> ModelFile::from_memory(const uint8_t *data, size_t size, Verify verify) {
+  std::unique_ptr<ModelFile> f(new ModelFile());
+  f->base_ = data;
+  f->size_ = size;
+  if (!data || size < sizeof(FileHeader))
+    fail_format("buffer of " + std::to_string(size) + " bytes is too small to be a libllm model");
+  f->parse(verify);
+  return f;
+}
+
+ModelFile::~ModelFile() {
+  if (mapped_) munmap(const_cast<uint8_t *>(base_), size_);
+}
+
+const TensorInfo *ModelFile::find(const std::string &name) const {
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? nullptr : &tensors_[it->second];
+}
+
+void ModelFile::parse(Verify verify) {
+  FileHeader h;
+  std::memcpy(&h, base_, sizeof h);
+  if (std::memcmp(h.magic, kFileMagic, 4) != 0)
+    fail_format("not a libllm model file (magic bytes are not \"LLMF\")");
+  if (h.format_major != kFormatMajor)
+    fail_format("format version " + std::to_string(h.format_major) + "." +
+                std::to_string(h.format_minor) + " is not supported by this reader (supports " +
+                std::to_string(kFormatMajor) + ".x); convert the model again with a matching llm-convert");
+  if (XXH3_64bits(&h, offsetof(FileHeader, header_checksum)) != h.header_checksum)
+    fail_format("file header checksum mismatch (corrupt header)");
+  if (h.file_size != size_)
+    fail_format("header says the file is " + std::to_string(h.file_size) + " bytes but it is " +
+                std::to_string(size_) + (size_ < h.file_size ? " (truncated)" : " (trailing data)"));
+  check_range("metadata", h.metadata_offset, h.metadata_size, sizeof(FileHeader), size_, size_);
+  check_range("tensor data", h.data_offset, h.data_size, sizeof(FileHeader), size_, size_);
+  if (h.metadata_offset % 8 != 0) fail_format("metadata offset " + hex(h.metadata_offset) + " is not 8-byte aligned");
+
+  const uint8_t *meta_ptr = base_ + h.metadata_offset;
+  if (XXH3_64bits(meta_ptr, h.metadata_size) != h.metadata_checksum)
+    fail_format("metadata checksum mismatch (corrupt metadata)");
+  flatbuffers::Verifier verifier(meta_ptr, static_cast<size_t>(h.metadata_size));
+  if (!fb::VerifyModelBuffer(verifier))
+    fail_format("metadata FlatBuffer failed verification (corrupt or not identifier \"LLMF\")");
+  const fb::Model *m = fb::GetModel(meta_ptr);
+  if (m->format_major() != h.format_major || m->format_minor() != h.format_minor)
+    fail_format("metadata format version disagrees with the header");
+  if (m->arch() > fb::Arch::MAX)
+    fail_format("unknown architecture id " + std::to_string(static_cast<int>(m->arch())) +
+                " (file written by a newer converter?)");
+
+  meta_.name = str(m->name());
+  meta_.producer = str(m->producer());
+  meta_.arch = static_cast<Arch>(m->arch());
+  meta_.hparams = read_hparams(m->hparams());
+  meta_.generation = read_generation(m->generation());
+  meta_.vocab_only = m->vocab_only();
+  meta_.parameter_count = m->parameter_count();
+  tokenizer_ = read_tokenizer(m->tokenizer());
+
+  uint64_t data_end = h.data_offset + h.data_size;
+  if (m->tensors()) {
+    tensors_.reserve(m->tensors()->size());
+    for (const fb::Tensor *ft : *m->tensors()) {
+      TensorInfo t;
+      t.name = ft->name()->str();
+      if (ft->dtype() > fb::DType::MAX)
+        fail_format("tensor " + t.name + ": unknown storage type " +
+                    std::to_string(static_cast<int>(ft->dtype())));
+      t.dtype = static_cast<DType>(ft->dtype());
+      if (ft->sparsity() && ft->sparsity()->kind() != fb::Sparsity::Dense)
+        fail(LLM_ERR_UNSUPPORTED, "tensor " + t.name + ": sparse storage is not supported by this reader");
+      t.shape = vec(ft->shape());
+      if (t.shape.empty() || t.shape.size() > 4)
+        fail_format("tensor " + t.name + ": rank " + std::to_string(t.shape.size()) + " is not 1..4");
+      uint64_t elements = 1;
+      for (int64_t d : t.shape) {
+        if (d <= 0 || d > (int64_t{1} << 32) || elements > (uint64_t{1} << 40) / static_cast<uint64_t>(d))
+          fail_format("tensor " + t.name + ": invalid shape");
+        elements *= static_cast<uint64_t>(d);
+      }
+      if (!ft->data()) fail_format("tensor " + t.name + ": no data segment");
+      t.offset = ft->data()->offset();
+      t.size = ft->data()->size();
+      t.checksum = ft->checksum();
+      check_range("tensor " + t.name, t.offset, t.size, h.data_offset, data_end, size_);
+      if (t.offset % 64 != 0) fail_format("tensor " + t.name + ": offset " + hex(t.offset) + " is not 64-byte aligned");
+      if (const fb::QuantParams *q = ft->quant()) {
+        if (q->group_size() != 0)
+          fail(LLM_ERR_UNSUPPORTED, "tensor " + t.name + ": quantized storage is not supported by this reader");
+      }
+      if (t.dtype == DType::I8 || t.dtype == DType::I4)
+        fail(LLM_ERR_UNSUPPORTED, "tensor " + t.name + ": storage type " + dtype_name(t.dtype) +
+                                      " is not supported by this reader");
+      uint64_t expected = dtype_bytes(t.dtype, elements);
+      if (t.size != expected)
+        fail_format("tensor " + t.name + ": " + std::to_string(t.size) + " bytes, but shape and type need " +
+                    std::to_string(expected));
+      if (!by_name_.emplace(t.name, tensors_.size()).second)
+        fail_format("tensor " + t.name + " appears twice in the tensor table");
+      weights_bytes_ += t.size;
+      tensors_.push_back(std::move(t));
+    }
+  }
+  // Tensor segments must not overlap: a crafted file could otherwise alias them.
+  std::vector<const TensorInfo *> sorted;
+  for (const TensorInfo &t : tensors_) sorted.push_back(&t);
+  std::sort(sorted.begin(), sorted.end(),
+            [](const TensorInfo *a, const TensorInfo *b) { return a->offset < b->offset; });
+  for (size_t i = 1; i < sorted.size(); ++i)
+    if (sorted[i - 1]->offset + sorted[i - 1]->size > sorted[i]->offset)
+      fail_format("tensors " + sorted[i - 1]->name + " and " + sorted[i]->name + " overlap");
+
+  if (verify == Verify::Full) verify_checksums();
+}
+
+void ModelFile::verify_checksums() const {
+  for (const TensorInfo &t : tensors_) {
+    uint64_t h = hash_segment(base_, t);
+    if (h != t.checksum)
+      fail_format("tensor " + t.name + ": checksum mismatch (stored " + hex(t.checksum) +
+                  ", computed " + hex(h) + "); the file is corrupt");
+  }
+}
+
+}  // namespace llm

@@ -1,0 +1,248 @@
+// AVX2/FMA matmul bodies (see matmul.cpp for the task split).
+//
+//  n <= kMaxDotTokens (decode): every weight row is streamed once and dotted
+//  with the few token rows; weights are converted to fp32 in registers.
+//
+//  larger n (prefill): 16 weight rows x kKc columns are converted and
+//  transposed into a packed panel (16 KiB on the stack, stays in L1), then a
+//  6-token x 16-row register-blocked kernel (12 accumulators) sweeps every
+//  token over it. Each weight is read and converted once per call.
+#include <algorithm>
+
+#include "kernels/cpu/avx2_util.h"
+#include "kernels/cpu/kernels_impl.h"
+
+namespace llm::cpu::detail {
+
+namespace {
+
+using avx2::hsum;
+using avx2::WBF16;
+using avx2::WF16;
+using avx2::WF32;
+
+constexpr int64_t kMaxDotTokens = 4;
+constexpr int64_t kPanel = 16;  // weight rows per packed panel (two vectors)
+constexpr int64_t kKc = 256;    // k columns per packed panel
+constexpr int kMr = 6;          // tokens per register block
+
+// ---- decode: dot products -------------------------------------------------
+
+// out[t][j] for NT tokens and weight rows [j0, j1). With one token, four
+// accumulators per row hide FMA latency; with more tokens each converted
+// weight vector is reused NT times and 2*NT accumulators are live.
+template <class W, int NT>
+void dot_rows(const MatmulArgs &a, int64_t j0, int64_t j1) {
+  constexpr int U = NT == 1 ? 4 : 2;  // vectors per unrolled step
+  const auto *w = static_cast<const typename W::T *>(a.W);
+  const int64_t k = a.k;
+  const float *x[NT];
+  for (int t = 0; t < NT; ++t) x[t] = a.x + t * a.ldx;
+  for (int64_t j = j0; j < j1; ++j) {
+    const typename W::T *wr = w + j * k;
+    __m256 acc[NT][U];
+    for (int t = 0; t < NT; ++t)
+      for (int u = 0; u < U; ++u) acc[t][u] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 * U <= k; i += 8 * U) {
+#pragma GCC unroll 4
+      for (int u = 0; u < U; ++u) {
+        const __m256 wv = W::load8(wr + i + 8 * u);
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; ++t)
+          acc[t][u] = _mm256_fmadd_ps(_mm256_loadu_ps(x[t] + i + 8 * u), wv, acc[t][u]);
+      }
+    }
+    for (; i + 8 <= k; i += 8) {
+      const __m256 wv = W::load8(wr + i);
+      for (int t = 0; t < NT; ++t) acc[t][0] = _mm256_fmadd_ps(_mm256_loadu_ps(x[t] + i), wv, acc[t][0]);
+    }
+    for (int t = 0; t < NT; ++t) {
+      __m256 s = acc[t][0];
+      for (int u = 1; u < U; ++u) s = _mm256_add_ps(s, acc[t][u]);
+      float r = hsum(s);
+      for (int64_t ii = i; ii < k; ++ii) r += x[t][ii] * W::load1(wr + ii);
+      a.out[t * a.ldo + j] = a.bias ? r + a.bias[j] : r;
+    }
+  }
+}
+
+template <class W>
+void dot_rows_any(const MatmulArgs &a, int64_t j0, int64_t j1) {
+  switch (a.n) {
+    case 1: return dot_rows<W, 1>(a, j0, j1);
+    case 2: return dot_rows<W, 2>(a, j0, j1);
+    case 3: return dot_rows<W, 3>(a, j0, j1);
+    default: return dot_rows<W, 4>(a, j0, j1);
+  }
+}
+
+// ---- prefill: packed panels ------------------------------------------------
+
+// In-place transpose of an 8x8 block held in eight row vectors.
+inline void transpose8(__m256 r[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+  r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+  r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+// panel[c][r] = W[row r][c] (fp32) for c < kc, r < kPanel; rows >= `rows`
+// are zero so the kernel can always compute full 16-wide vectors.
+// `w` points at row 0, column kb; `ldw` is the weight row length.
+template <class W>
+void pack_panel(const typename W::T *w, int64_t ldw, int64_t rows, int64_t kc, float *panel) {
+  for (int64_t half = 0; half < kPanel; half += 8) {
+    const int64_t valid = std::clamp<int64_t>(rows - half, 0, 8);
+    const typename W::T *row = w + half * ldw;
+    int64_t c = 0;
+    for (; c + 8 <= kc; c += 8) {
+      __m256 v[8];
+      for (int64_t r = 0; r < 8; ++r) v[r] = r < valid ? W::load8(row + r * ldw + c) : _mm256_setzero_ps();
+      transpose8(v);
+      for (int r = 0; r < 8; ++r) _mm256_store_ps(panel + (c + r) * kPanel + half, v[r]);
+    }
+    for (; c < kc; ++c)
+      for (int64_t r = 0; r < 8; ++r) panel[c * kPanel + half + r] = r < valid ? W::load1(row + r * ldw + c) : 0.0f;
+  }
+}
+
+// Lane masks selecting the first `cols` of 16 columns.
+struct ColMask {
+  __m256i lo, hi;
+  explicit ColMask(int64_t cols) {
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(cols)), idx);
+    hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(cols) - 8), idx);
+  }
+};
+
+// out[r][0..cols) (+)= sum_c x[r][c] * panel[c][0..cols) for MR tokens.
+// init16 != nullptr: start from init16 (bias or zeros, first k-tile);
+// otherwise accumulate onto out (later k-tiles).
+template <int MR>
+void panel_kernel(const float *panel, int64_t kc, const float *x, int64_t ldx,
+                  float *out, int64_t ldo, int64_t cols, const float *init16) {
+  __m256 c0[MR], c1[MR];
+  const bool full = cols == kPanel;
+  const ColMask mask(cols);
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r) {
+    if (init16) {
+      c0[r] = _mm256_load_ps(init16);
+      c1[r] = _mm256_load_ps(init16 + 8);
+    } else if (full) {
+      c0[r] = _mm256_loadu_ps(out + r * ldo);
+      c1[r] = _mm256_loadu_ps(out + r * ldo + 8);
+    } else {
+      c0[r] = _mm256_maskload_ps(out + r * ldo, mask.lo);
+      c1[r] = _mm256_maskload_ps(out + r * ldo + 8, mask.hi);
+    }
+  }
+  for (int64_t c = 0; c < kc; ++c) {
+    const __m256 b0 = _mm256_load_ps(panel + c * kPanel);
+    const __m256 b1 = _mm256_load_ps(panel + c * kPanel + 8);
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; ++r) {
+      const __m256 xv = _mm256_broadcast_ss(x + r * ldx + c);
+      c0[r] = _mm256_fmadd_ps(xv, b0, c0[r]);
+      c1[r] = _mm256_fmadd_ps(xv, b1, c1[r]);
+    }
+  }
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r) {
+    if (full) {
+      _mm256_storeu_ps(out + r * ldo, c0[r]);
+      _mm256_storeu_ps(out + r * ldo + 8, c1[r]);
+    } else {
+      _mm256_maskstore_ps(out + r * ldo, mask.lo, c0[r]);
+      _mm256_maskstore_ps(out + r * ldo + 8, mask.hi, c1[r]);
+    }
+  }
+}
+
+// All n tokens against one packed panel, kMr tokens at a time.
+void sweep_tokens(const MatmulArgs &a, const float *panel, int64_t kb, int64_t kc,
+                  int64_t jb, int64_t cols, const float *init16) {
+  int64_t i = 0;
+  const float *x = a.x + kb;
+  float *out = a.out + jb;
+  for (; i + kMr <= a.n; i += kMr)
+    panel_kernel<kMr>(panel, kc, x + i * a.ldx, a.ldx, out + i * a.ldo, a.ldo, cols, init16);
+  const float *xi = x + i * a.ldx;
+  float *oi = out + i * a.ldo;
+  switch (a.n - i) {
+    case 5: return panel_kernel<5>(panel, kc, xi, a.ldx, oi, a.ldo, cols, init16);
+    case 4: return panel_kernel<4>(panel, kc, xi, a.ldx, oi, a.ldo, cols, init16);
+    case 3: return panel_kernel<3>(panel, kc, xi, a.ldx, oi, a.ldo, cols, init16);
+    case 2: return panel_kernel<2>(panel, kc, xi, a.ldx, oi, a.ldo, cols, init16);
+    case 1: return panel_kernel<1>(panel, kc, xi, a.ldx, oi, a.ldo, cols, init16);
+    default: return;
+  }
+}
+
+template <class W>
+void gemm_rows(const MatmulArgs &a, int64_t j0, int64_t j1) {
+  alignas(32) float panel[kKc * kPanel];
+  const auto *w = static_cast<const typename W::T *>(a.W);
+  for (int64_t jb = j0; jb < j1; jb += kPanel) {
+    const int64_t cols = std::min(kPanel, j1 - jb);
+    alignas(32) float init16[kPanel] = {};
+    if (a.bias) std::copy(a.bias + jb, a.bias + jb + cols, init16);
+    for (int64_t kb = 0; kb < a.k; kb += kKc) {
+      const int64_t kc = std::min(kKc, a.k - kb);
+      pack_panel<W>(w + jb * a.k + kb, a.k, cols, kc, panel);
+      sweep_tokens(a, panel, kb, kc, jb, cols, kb == 0 ? init16 : nullptr);
+    }
+  }
+}
+
+template <class W>
+void rows_for_type(const MatmulArgs &a, int64_t j0, int64_t j1) {
+  if (a.n <= kMaxDotTokens) return dot_rows_any<W>(a, j0, j1);
+  gemm_rows<W>(a, j0, j1);
+}
+
+template <class W>
+void convert_row(const void *src, int64_t n, float *dst) {
+  const auto *s = static_cast<const typename W::T *>(src);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, W::load8(s + i));
+  for (; i < n; ++i) dst[i] = W::load1(s + i);
+}
+
+}  // namespace
+
+void matmul_rows_avx2(const MatmulArgs &a, int64_t j0, int64_t j1) {
+  switch (a.wtype) {
+    case DType::F32: return rows_for_type<WF32>(a, j0, j1);
+    case DType::F16: return rows_for_type<WF16>(a, j0, j1);
+    default: return rows_for_type<WBF16>(a, j0, j1);  // BF16 (checked by matmul)
+  }
+}
+
+void convert_row_avx2(const void *src, DType dtype, int64_t n, float *dst) {
+  switch (dtype) {
+    case DType::F16: return convert_row<WF16>(src, n, dst);
+    case DType::BF16: return convert_row<WBF16>(src, n, dst);
+    default: return convert_row_scalar(src, dtype, n, dst);  // F32 copy; rejects the rest
+  }
+}
+
+}  // namespace llm::cpu::detail

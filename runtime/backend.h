@@ -1,0 +1,91 @@
+// The interface between the forward pass and the hardware. The forward pass
+// (runtime/forward.cpp) is written once as a sequence of these operations;
+// each backend implements them for its own memory (host memory for the CPU
+// backend; device memory for a GPU backend). The forward pass never reads or
+// writes activation memory itself.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "format/model_file.h"
+
+namespace llm {
+
+// A weight as a backend sees it: a view into the mapped file on the CPU, or a
+// device copy on a GPU. 2-D weights are [rows][cols] (rows = output features).
+struct Weight {
+  DType dtype = DType::F32;
+  int64_t rows = 0;
+  int64_t cols = 0;       // 1 for vectors
+  const void *data = nullptr;
+  bool present() const { return data != nullptr; }
+};
+
+// fp32 activations in backend memory: `rows` rows of `cols` floats, row
+// stride `stride` floats.
+struct Act {
+  float *data = nullptr;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  int64_t stride = 0;
+  Act slice_rows(int64_t first, int64_t count) const {
+    return Act{data + first * stride, count, cols, stride};
+  }
+};
+
+// Per-layer KV storage in backend memory: K and V of every layer laid out
+// [layer][kv_head][capacity][head_dim], fp32.
+struct KvCache {
+  float *k = nullptr;
+  float *v = nullptr;
+  int64_t n_layers = 0;
+  int64_t n_kv_heads = 0;
+  int64_t capacity = 0;   // positions
+  int64_t head_dim = 0;
+  float *layer_k(int64_t layer) const { return k + layer * n_kv_heads * capacity * head_dim; }
+  float *layer_v(int64_t layer) const { return v + layer * n_kv_heads * capacity * head_dim; }
+  static uint64_t bytes(int64_t n_layers, int64_t n_kv_heads, int64_t capacity, int64_t head_dim) {
+    return 2ull * static_cast<uint64_t>(n_layers * n_kv_heads * capacity * head_dim) * sizeof(float);
+  }
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char *name() const = 0;
+
+  // Makes a tensor of the model file usable by this backend.
+  virtual Weight prepare_weight(const ModelFile &file, const TensorInfo &t) = 0;
+
+  // One block of backend memory for a session (the session arena); aligned to
+  // at least 64 bytes. Throws llm::Error(LLM_ERR_OUT_OF_MEMORY) on failure.
+  virtual void *alloc(size_t bytes) = 0;
+  virtual void free(void *p) = 0;
+  // Scratch floats the attention op needs for a context of n_ctx positions.
+  virtual size_t attention_scratch_floats(int64_t n_ctx) const = 0;
+
+  // ---- operations (each completes before the next on the same session) ----
+  // out row i = table row tokens[i] (tokens are host memory, validated).
+  virtual void embed(const Weight &table, const int32_t *tokens, int64_t n, Act out) = 0;
+  virtual void rmsnorm(Act x, const Weight &w, float eps, Act out) = 0;
+  // out = x · Wᵀ (+ bias)
+  virtual void matmul(Act x, const Weight &w, const Weight *bias, Act out) = 0;
+  // Rotates each row's n_heads heads; cos/sin are host arrays [rows][head_dim/2].
+  virtual void rope(Act x, int64_t n_heads, int64_t head_dim, const float *cos, const float *sin) = 0;
+  // Stores rows of k and v (each [n][n_kv_heads*head_dim]) at positions pos0.. of `layer`.
+  virtual void store_kv(const KvCache &kv, int64_t layer, int64_t pos0, Act k, Act v) = 0;
+  virtual void attention(const KvCache &kv, int64_t layer, Act q, int64_t n_heads, int64_t pos0,
+                         int64_t window, float scale, Act out, float *scratch) = 0;
+  virtual void silu_mul(Act gate, Act up) = 0;
+  virtual void add(Act x, Act y) = 0;
+  // Copies rows to host memory (dst: rows*cols floats, packed).
+  virtual void read(Act src, float *dst) = 0;
+};
+
+class ThreadPool;
+std::unique_ptr<Backend> make_cpu_backend(ThreadPool &pool);
+
+}  // namespace llm

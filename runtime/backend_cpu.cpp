@@ -1,0 +1,117 @@
+// CPU backend: weights are views into the memory-mapped model file, session
+// memory is one host allocation, and operations run the kernels in
+// kernels/cpu on the model's thread pool.
+#include <cstring>
+
+#include "format/error.h"
+#include "kernels/cpu/kernels.h"
+#include "runtime/backend.h"
+#include "runtime/host_memory.h"
+#include "runtime/thread_pool.h"
+
+namespace llm {
+namespace {
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(ThreadPool &pool) : pool_(pool) {}
+
+  const char *name() const override { return "cpu"; }
+
+  Weight prepare_weight(const ModelFile &file, const TensorInfo &t) override {
+    Weight w;
+    w.dtype = t.dtype;
+    w.rows = t.shape[0];
+    w.cols = t.shape.size() > 1 ? t.shape[1] : 1;
+    w.data = file.data(t);
+    return w;
+  }
+
+  void *alloc(size_t bytes) override {
+    void *p = host_alloc(bytes, 64);
+    if (!p)
+      fail(LLM_ERR_OUT_OF_MEMORY, "cannot allocate " + std::to_string(bytes) + " bytes of host memory");
+    return p;
+  }
+  void free(void *p) override { host_free(p); }
+
+  size_t attention_scratch_floats(int64_t n_ctx) const override {
+    return static_cast<size_t>(pool_.size()) * static_cast<size_t>(scratch_stride(n_ctx));
+  }
+
+  void embed(const Weight &table, const int32_t *tokens, int64_t n, Act out) override {
+    size_t row_bytes = dtype_bytes(table.dtype, static_cast<uint64_t>(table.cols));
+    for (int64_t i = 0; i < n; ++i) {
+      const uint8_t *row = static_cast<const uint8_t *>(table.data) + tokens[i] * row_bytes;
+      cpu::convert_row_to_f32(row, table.dtype, table.cols, out.data + i * out.stride);
+    }
+  }
+
+  void rmsnorm(Act x, const Weight &w, float eps, Act out) override {
+    for (int64_t i = 0; i < x.rows; ++i)
+      cpu::rmsnorm(x.data + i * x.stride, static_cast<const float *>(w.data), 1, x.cols, eps,
+                   out.data + i * out.stride);
+  }
+
+  void matmul(Act x, const Weight &w, const Weight *bias, Act out) override {
+    const float *b = bias && bias->present() ? static_cast<const float *>(bias->data) : nullptr;
+    cpu::matmul(pool_, x.data, x.rows, x.cols, x.stride, w.data, w.dtype, w.rows, b, out.data,
+                out.stride);
+  }
+
+  void rope(Act x, int64_t n_heads, int64_t head_dim, const float *cos, const float *sin) override {
+    int64_t half = head_dim / 2;
+    for (int64_t i = 0; i < x.rows; ++i)
+      cpu::rope(x.data + i * x.stride, n_heads, head_dim, cos + i * half, sin + i * half);
+  }
+
+  void store_kv(const KvCache &kv, int64_t layer, int64_t pos0, Act k, Act v) override {
+    float *kl = kv.layer_k(layer);
+    float *vl = kv.layer_v(layer);
+    size_t head_bytes = static_cast<size_t>(kv.head_dim) * sizeof(float);
+    for (int64_t i = 0; i < k.rows; ++i) {
+      for (int64_t h = 0; h < kv.n_kv_heads; ++h) {
+        int64_t dst = (h * kv.capacity + pos0 + i) * kv.head_dim;
+        std::memcpy(kl + dst, k.data + i * k.stride + h * kv.head_dim, head_bytes);
+        std::memcpy(vl + dst, v.data + i * v.stride + h * kv.head_dim, head_bytes);
+      }
+    }
+  }
+
+  void attention(const KvCache &kv, int64_t layer, Act q, int64_t n_heads, int64_t pos0,
+                 int64_t window, float scale, Act out, float *scratch) override {
+    cpu::attention(pool_, q.data, q.rows, q.stride, n_heads, kv.n_kv_heads, kv.head_dim,
+                   kv.layer_k(layer), kv.layer_v(layer), kv.capacity, pos0, window, scale,
+                   out.data, out.stride, scratch, scratch_stride(kv.capacity));
+  }
+
+  void silu_mul(Act gate, Act up) override {
+    for (int64_t i = 0; i < gate.rows; ++i)
+      cpu::silu_mul(gate.data + i * gate.stride, up.data + i * up.stride, gate.cols);
+  }
+
+  void add(Act x, Act y) override {
+    for (int64_t i = 0; i < x.rows; ++i)
+      cpu::add(x.data + i * x.stride, y.data + i * y.stride, x.cols);
+  }
+
+  void read(Act src, float *dst) override {
+    for (int64_t i = 0; i < src.rows; ++i)
+      std::memcpy(dst + i * src.cols, src.data + i * src.stride,
+                  static_cast<size_t>(src.cols) * sizeof(float));
+  }
+
+ private:
+  // Per-thread attention scratch, padded to a cache line.
+  static int64_t scratch_stride(int64_t n_ctx) { return (n_ctx + 15) / 16 * 16; }
+
+  ThreadPool &pool_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(ThreadPool &pool) {
+  return std::make_unique<CpuBackend>(pool);
+}
+
+}  // namespace llm

@@ -1,0 +1,58 @@
+// Forward pass of the Llama family (Llama 2/3, Mistral, Qwen2 with q/k/v
+// biases): pre-norm decoder blocks with grouped-query attention and a SwiGLU
+// MLP. Written as a sequence of backend operations; runs n tokens at
+// positions pos0.. and leaves logits in logits_dev_ (all n rows, or the last).
+#include <cmath>
+
+#include "format/error.h"
+#include "runtime/session.h"
+
+namespace llm {
+
+void Session::forward(const int32_t *tokens, int64_t n, int64_t pos0, bool want_all_logits,
+                      bool cancellable) {
+  const HParams &h = model_.hparams();
+  const ModelWeights &w = model_.weights();
+  Backend &be = backend_;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(h.head_dim));
+
+  Act x = x_.slice_rows(0, n), xb = xb_.slice_rows(0, n), q = q_.slice_rows(0, n),
+      k = k_.slice_rows(0, n), v = v_.slice_rows(0, n), att = att_.slice_rows(0, n),
+      gate = gate_.slice_rows(0, n), up = up_.slice_rows(0, n);
+
+  compute_rope_tables(pos0, n);
+  be.embed(w.token_embd, tokens, n, x);
+
+  for (uint32_t il = 0; il < h.num_layers; ++il) {
+    if (cancellable && cancelled()) fail(LLM_ERR_CANCELLED, "evaluation cancelled");
+    const LayerWeights &l = w.layers[il];
+
+    // Attention block.
+    be.rmsnorm(x, l.attn_norm, h.rms_norm_eps, xb);
+    be.matmul(xb, l.wq, &l.bq, q);
+    be.matmul(xb, l.wk, &l.bk, k);
+    be.matmul(xb, l.wv, &l.bv, v);
+    be.rope(q, h.num_heads, h.head_dim, rope_cos_, rope_sin_);
+    be.rope(k, h.num_kv_heads, h.head_dim, rope_cos_, rope_sin_);
+    be.store_kv(kv_, il, pos0, k, v);
+    be.attention(kv_, il, q, h.num_heads, pos0, h.sliding_window, scale, att, att_scratch_);
+    be.matmul(att, l.wo, nullptr, xb);
+    be.add(x, xb);
+
+    // MLP block: down(silu(gate(x)) * up(x)).
+    be.rmsnorm(x, l.ffn_norm, h.rms_norm_eps, xb);
+    be.matmul(xb, l.gate, nullptr, gate);
+    be.matmul(xb, l.up, nullptr, up);
+    be.silu_mul(gate, up);
+    be.matmul(gate, l.down, nullptr, xb);
+    be.add(x, xb);
+  }
+
+  // Output head over the rows whose logits are wanted.
+  Act rows = want_all_logits ? x : x.slice_rows(n - 1, 1);
+  Act normed = xb.slice_rows(0, rows.rows);
+  be.rmsnorm(rows, w.output_norm, h.rms_norm_eps, normed);
+  be.matmul(normed, w.output, nullptr, logits_dev_.slice_rows(0, rows.rows));
+}
+
+}  // namespace llm

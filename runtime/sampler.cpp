@@ -1,0 +1,331 @@
+// Token sampling. Every step that decides which token is drawn is defined so
+// that the result does not depend on the platform: candidates are ordered by
+// a strict total order (value descending, id ascending) before any prefix is
+// taken or walked, sums run in a fixed order, and exp() is computed from basic
+// IEEE operations instead of the C library (whose expf differs in the last
+// bit between vendors).
+#include "runtime/sampler.h"
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
+
+namespace llm {
+namespace {
+
+// ---------------------------------------------------------------------------
+// Generator: xoshiro256** (Blackman & Vigna), state filled by splitmix64 so
+// that any 64-bit seed, including 0, gives a well-mixed non-zero state.
+
+uint64_t splitmix64(uint64_t &state) {
+  state += 0x9E3779B97F4A7C15ull;
+  uint64_t z = state;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+// ---------------------------------------------------------------------------
+// exp(x) for x <= 0, rounded to float. Range reduction x = n ln2 + r with
+// |r| <= ln2/2, then a degree-9 Taylor polynomial (relative error < 1e-11,
+// far below float resolution) and an exact scaling by 2^n built from bits.
+// Written without branches or int conversions so that loops over the
+// vocabulary vectorise.
+inline float exp_nonpositive(double x) {
+  // Below -110 the result is under the smallest float subnormal, so clamping
+  // there still yields 0 after rounding; the comparison also sends NaN (from
+  // -inf - -inf) there, and x > 0 (never passed) to 0.
+  x = x > -110.0 ? x : -110.0;
+  x = x < 0.0 ? x : 0.0;
+  constexpr double kLog2e = 1.4426950408889634;
+  constexpr double kLn2Hi = 6.93147180369123816490e-01;  // low bits zero: n*hi exact
+  constexpr double kLn2Lo = 1.90821492927058770002e-10;
+  // Adding 1.5 * 2^52 rounds x / ln2 to the nearest integer n and leaves n in
+  // the low bits of the sum.
+  constexpr double kShift = 6755399441055744.0;
+  const double shifted = x * kLog2e + kShift;
+  const double n = shifted - kShift;
+  const double r = (x - n * kLn2Hi) - n * kLn2Lo;
+  double p = 1.0 / 362880.0;  // 1/9!
+  p = p * r + 1.0 / 40320.0;
+  p = p * r + 1.0 / 5040.0;
+  p = p * r + 1.0 / 720.0;
+  p = p * r + 1.0 / 120.0;
+  p = p * r + 1.0 / 24.0;
+  p = p * r + 1.0 / 6.0;
+  p = p * r + 0.5;
+  p = p * r + 1.0;
+  p = p * r + 1.0;
+  // 2^n: the low 12 bits of (bits + 1023) are n + 1023 (n >= -159), which the
+  // shift moves into the exponent field.
+  uint64_t bits;
+  std::memcpy(&bits, &shifted, sizeof bits);
+  bits = (bits + 1023) << 52;
+  double scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return static_cast<float>(p * scale);
+}
+
+// NaN would break the strict ordering the selection relies on, and +inf would
+// turn the softmax into inf - inf; map them to the ends of the finite range.
+// Selects, not branches, so the copy loop vectorises.
+inline float sanitize(float v) {
+  v = v == v ? v : -std::numeric_limits<float>::infinity();
+  return v < FLT_MAX ? v : FLT_MAX;
+}
+
+// Sum of values[0, n) in a fixed order: four interleaved partial sums (to hide
+// the latency of the additions) combined at the end.
+double sum_all(const float *values, size_t n) {
+  double part[4] = {0.0, 0.0, 0.0, 0.0};
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (size_t lane = 0; lane < 4; ++lane) part[lane] += values[i + lane];
+  for (; i < n; ++i) part[0] += values[i];
+  return (part[0] + part[1]) + (part[2] + part[3]);
+}
+
+// Largest of values[0, n) (n > 0; no NaN). Eight independent maxima so the
+// loop is not one long dependency chain; max is exact, so the grouping does
+// not change the result.
+float max_value(const float *values, size_t n) {
+  float part[8];
+  for (float &m : part) m = values[0];
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (size_t lane = 0; lane < 8; ++lane)
+      part[lane] = values[i + lane] > part[lane] ? values[i + lane] : part[lane];
+  for (; i < n; ++i) part[0] = values[i] > part[0] ? values[i] : part[0];
+  float m = part[0];
+  for (float p : part) m = p > m ? p : m;
+  return m;
+}
+
+// Strict total order over token ids: higher value first, lower id on ties.
+// The unique order it induces makes partial_sort results platform-independent.
+struct ByValueDesc {
+  const float *v;
+  bool operator()(int32_t a, int32_t b) const {
+    return v[a] > v[b] || (v[a] == v[b] && a < b);
+  }
+};
+
+// Copies logits into `values` and applies the repetition penalty there. The
+// penalised value is computed from the original logit, so a token repeated in
+// the window is penalised once, as the CTRL rule asks, without any bookkeeping.
+void copy_with_penalty(const float *logits, int32_t n_vocab, const SamplerParams &p,
+                       const int32_t *history, size_t n_history, float *values) {
+  for (int32_t i = 0; i < n_vocab; ++i) values[i] = sanitize(logits[i]);
+  const float penalty = p.repeat_penalty;
+  if (penalty == 1.0f || !(penalty > 0.0f) || p.repeat_last_n == 0 || history == nullptr) return;
+  // A negative window means the whole history given.
+  const size_t window = p.repeat_last_n < 0
+                            ? n_history
+                            : std::min(n_history, static_cast<size_t>(p.repeat_last_n));
+  for (size_t i = n_history - window; i < n_history; ++i) {
+    const int32_t tok = history[i];
+    if (tok < 0 || tok >= n_vocab) continue;
+    const float l = sanitize(logits[tok]);
+    values[tok] = l > 0.0f ? l / penalty : l * penalty;
+  }
+}
+
+// Lowest id among the maximal values.
+int32_t argmax(const float *values, int32_t n) {
+  const float m = max_value(values, static_cast<size_t>(n));
+  int32_t i = 0;
+  while (values[i] != m) ++i;
+  return i;
+}
+
+// Replaces the values of ids[0, n) by their softmax weights exp((v - max) / T)
+// (unnormalised: the best token weighs 1) and returns their sum, taken in the
+// order of ids.
+double to_weights(const int32_t *ids, size_t n, double max, double inv_temperature,
+                  float *values) {
+  double total = 0.0;
+  for (size_t j = 0; j < n; ++j) {
+    float &v = values[ids[j]];
+    v = exp_nonpositive((static_cast<double>(v) - max) * inv_temperature);
+    total += v;
+  }
+  return total;
+}
+
+// The same over the whole vocabulary, summed by sum_all. Two loops, so the
+// first (the exps) vectorises.
+double to_weights_all(size_t n, double max, double inv_temperature, float *values) {
+  for (size_t i = 0; i < n; ++i)
+    values[i] = exp_nonpositive((static_cast<double>(values[i]) - max) * inv_temperature);
+  return sum_all(values, n);
+}
+
+// Leaves the k best ids (by ByValueDesc) in ids[0, k), best first. A heap of
+// the k best so far keeps its worst at the front; one comparison against that
+// value rejects almost every token of a long scan, without touching ids.
+void select_top_k(const float *values, size_t n, size_t k, int32_t *ids) {
+  const ByValueDesc order{values};
+  for (size_t i = 0; i < k; ++i) ids[i] = static_cast<int32_t>(i);
+  std::make_heap(ids, ids + k, order);
+  float worst = values[ids[0]];
+  for (size_t i = k; i < n; ++i) {
+    // Equal values lose: their id is higher than every id in the heap.
+    if (!(values[i] > worst)) continue;
+    std::pop_heap(ids, ids + k, order);
+    ids[k - 1] = static_cast<int32_t>(i);
+    std::push_heap(ids, ids + k, order);
+    worst = values[ids[0]];
+  }
+  std::sort_heap(ids, ids + k, order);
+}
+
+// Limits shared by top-p and min-p, in weight units.
+struct Cutoffs {
+  double mass;    // top-p: keep the shortest prefix whose weight reaches this
+  double min_w;   // min-p: keep weights >= this
+};
+
+Cutoffs make_cutoffs(const SamplerParams &p, double total, double w_max) {
+  Cutoffs c;
+  c.mass = p.top_p < 1.0f ? static_cast<double>(p.top_p) * total
+                          : std::numeric_limits<double>::infinity();
+  c.min_w = p.min_p > 0.0f ? static_cast<double>(p.min_p) * w_max : 0.0;
+  return c;
+}
+
+// Walks the sorted candidates ids[0, n) and returns how many top-p and min-p
+// keep together (both keep a prefix, so the result is the shorter one; at
+// least one), or 0 when neither cutoff is reached inside these n.
+size_t cut_sorted(const int32_t *ids, size_t n, const float *w, const Cutoffs &c) {
+  double mass = 0.0;
+  for (size_t j = 0; j < n; ++j) {
+    const double wj = w[ids[j]];
+    if (j > 0 && wj < c.min_w) return j;
+    mass += wj;
+    if (mass >= c.mass) return j + 1;
+  }
+  return 0;
+}
+
+// Sorts the candidates ids[0, m) best first only as far as the cutoffs need:
+// growing prefixes are partially sorted until one contains the cut, so a
+// top-p over a flat 150k vocabulary does not sort the whole of it unless the
+// cut lies near the end. Returns the number kept.
+size_t sort_and_cut(int32_t *ids, size_t m, const float *w, const Cutoffs &c) {
+  const ByValueDesc order{w};
+  for (size_t prefix = 256;; prefix *= 8) {
+    if (prefix >= m) {
+      std::sort(ids, ids + m, order);
+      const size_t kept = cut_sorted(ids, m, w, c);
+      return kept > 0 ? kept : m;
+    }
+    std::partial_sort(ids, ids + prefix, ids + m, order);
+    const size_t kept = cut_sorted(ids, prefix, w, c);
+    if (kept > 0) return kept;
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+
+void Rng::seed_with(uint64_t seed) {
+  uint64_t state = seed;
+  for (uint64_t &word : s_) word = splitmix64(state);
+}
+
+uint64_t Rng::next() {
+  const uint64_t result = rotl(s_[1] * 5, 7) * 9;
+  const uint64_t t = s_[1] << 17;
+  s_[2] ^= s_[0];
+  s_[3] ^= s_[1];
+  s_[1] ^= s_[2];
+  s_[0] ^= s_[3];
+  s_[2] ^= t;
+  s_[3] = rotl(s_[3], 45);
+  return result;
+}
+
+double Rng::uniform() {
+  // The top 53 bits are the best of xoshiro256** and fill a double's mantissa.
+  return static_cast<double>(next() >> 11) * (1.0 / 9007199254740992.0);
+}
+
+// ---------------------------------------------------------------------------
+
+int32_t Sampler::sample(const float *logits, const SamplerParams &params,
+                        const int32_t *history, size_t n_history) {
+  if (vocab_size_ <= 0) return -1;
+  copy_with_penalty(logits, vocab_size_, params, history, n_history, probs_);
+  if (!(params.temperature > 0.0f)) return argmax(probs_, vocab_size_);
+
+  const size_t n_vocab = static_cast<size_t>(vocab_size_);
+  const bool use_top_k = params.top_k > 0 && params.top_k < vocab_size_;
+  const size_t n_kept = use_top_k ? keep_top_k(static_cast<size_t>(params.top_k), params)
+                                  : keep_full(n_vocab, params);
+  return draw(n_kept);
+}
+
+// Top-k path: only k candidates are ordered and weighed.
+size_t Sampler::keep_top_k(size_t k, const SamplerParams &params) {
+  select_top_k(probs_, static_cast<size_t>(vocab_size_), k, ids_);
+  const double max = probs_[ids_[0]];
+  const double total = to_weights(ids_, k, max, 1.0 / params.temperature, probs_);
+  if (!(total > 0.0)) return 1;  // every logit -inf: the first (lowest id) one
+  const Cutoffs c = make_cutoffs(params, total, probs_[ids_[0]]);
+  const size_t kept = cut_sorted(ids_, k, probs_, c);
+  return kept > 0 ? kept : k;
+}
+
+// No top-k: the softmax spans the vocabulary (top-p needs its total), min-p
+// then drops the tail without sorting, and only the survivors are ordered,
+// and only when top-p needs an order.
+size_t Sampler::keep_full(size_t n_vocab, const SamplerParams &params) {
+  const double max = max_value(probs_, n_vocab);
+  const double total = to_weights_all(n_vocab, max, 1.0 / params.temperature, probs_);
+  if (!(total > 0.0)) {
+    ids_[0] = argmax(probs_, vocab_size_);
+    return 1;
+  }
+  const Cutoffs c = make_cutoffs(params, total, 1.0);  // exp(0): the best weighs 1
+  size_t m = n_vocab;
+  if (!(c.min_w > 0.0)) {
+    std::iota(ids_, ids_ + n_vocab, 0);
+  } else {
+    m = 0;
+    for (size_t i = 0; i < n_vocab; ++i)
+      if (probs_[i] >= c.min_w) ids_[m++] = static_cast<int32_t>(i);
+    if (m == 0) {  // min_p > 1 keeps nothing; at least the best token stays
+      ids_[0] = argmax(probs_, vocab_size_);
+      m = 1;
+    }
+  }
+  // Without top-p, id order is as canonical as any for the draw.
+  if (!(c.mass < std::numeric_limits<double>::infinity())) return m;
+  return sort_and_cut(ids_, m, probs_, c);
+}
+
+// One draw from the weights of ids_[0, n), walked in that order.
+int32_t Sampler::draw(size_t n) {
+  double total = 0.0;
+  for (size_t j = 0; j < n; ++j) total += probs_[ids_[j]];
+  const double target = rng_.uniform() * total;
+  double mass = 0.0;
+  int32_t last = ids_[0];
+  for (size_t j = 0; j < n; ++j) {
+    const float w = probs_[ids_[j]];
+    if (!(w > 0.0f)) continue;
+    mass += w;
+    last = ids_[j];
+    if (target < mass) return ids_[j];
+  }
+  // Only reached when rounding put target on the total, or all weights are 0.
+  return last;
+}
+
+}  // namespace llm

@@ -1,0 +1,101 @@
+// A session: one conversation's context on a model. Everything it needs (KV
+// cache, activations, logits, sampler and streaming buffers) is reserved when
+// it is created, from one backend block and one host block; evaluating and
+// generating allocate nothing.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+#include "runtime/backend.h"
+#include "runtime/model.h"
+#include "runtime/sampler.h"
+#include "runtime/text_stream.h"
+
+namespace llm {
+
+struct SessionOptions {
+  int64_t n_ctx = 0;        // 0: model context length
+  int64_t n_batch = 0;      // 0: min(512, n_ctx)
+  bool logits_all = false;
+  uint64_t memory_limit = 0;  // 0: none
+};
+
+// Sizes of everything a session reserves, computed from (model, options).
+struct SessionMemory {
+  int64_t n_ctx = 0, n_batch = 0, n_logits = 0;
+  uint64_t kv_bytes = 0;
+  uint64_t activation_bytes = 0;   // backend working buffers incl. attention scratch
+  uint64_t backend_bytes = 0;      // kv + activations (one backend block)
+  uint64_t host_bytes = 0;         // logits, RoPE tables, token history, sampler
+  uint64_t overhead_bytes = 0;     // session object and stream buffers
+  uint64_t total() const { return backend_bytes + host_bytes + overhead_bytes; }
+};
+
+SessionMemory plan_session_memory(const Model &model, const SessionOptions &options);
+
+class Session {
+ public:
+  // Throws llm::Error(LLM_ERR_OUT_OF_MEMORY) when the plan exceeds
+  // options.memory_limit or memory cannot be reserved.
+  Session(const Model &model, const SessionOptions &options);
+  ~Session();
+  Session(const Session &) = delete;
+  Session &operator=(const Session &) = delete;
+
+  const Model &model() const { return model_; }
+  const SessionMemory &memory() const { return mem_; }
+  int64_t n_ctx() const { return mem_.n_ctx; }
+  int64_t n_tokens() const { return n_past_; }
+  const int32_t *tokens() const { return tokens_; }
+
+  // Appends tokens and runs the model over them (see llm_session_eval).
+  // cancellable=false ignores cancel() (used for tokens already delivered).
+  void eval(const int32_t *tokens, size_t n, bool cancellable = true);
+  const float *logits() const;              // last position, or nullptr
+  const float *logits_at(int64_t i) const;  // i-th token of the last eval
+  void reset();
+
+  void cancel() { cancel_.store(true, std::memory_order_relaxed); }
+  void clear_cancel() { cancel_.store(false, std::memory_order_relaxed); }
+  bool cancelled() const { return cancel_.load(std::memory_order_relaxed); }
+
+  Sampler &sampler() { return *sampler_; }
+  TextStream &stream() { return *stream_; }
+  char *piece_buffer() { return piece_buf_; }
+  size_t piece_capacity() const { return piece_cap_; }
+  bool sampler_seeded = false;
+  int stop_reason = 0;
+
+ private:
+  void forward(const int32_t *tokens, int64_t n, int64_t pos0, bool want_all_logits, bool cancellable);
+  void compute_rope_tables(int64_t pos0, int64_t n);
+
+  const Model &model_;
+  SessionMemory mem_;
+  Backend &backend_;
+  void *backend_block_ = nullptr;
+  void *host_block_ = nullptr;
+
+  // Backend buffers.
+  Act x_, xb_, q_, k_, v_, att_, gate_, up_, logits_dev_;
+  float *att_scratch_ = nullptr;
+  KvCache kv_;
+  // Host buffers.
+  float *logits_ = nullptr;     // n_logits x vocab
+  float *rope_cos_ = nullptr, *rope_sin_ = nullptr;  // n_batch x head_dim/2
+  int32_t *tokens_ = nullptr;   // n_ctx
+  char *piece_buf_ = nullptr;
+  size_t piece_cap_ = 0;
+
+  std::unique_ptr<Sampler> sampler_;
+  std::unique_ptr<TextStream> stream_;
+  int64_t n_past_ = 0;
+  int64_t n_logits_valid_ = 0;  // rows of logits_ holding results of the last eval
+  int64_t last_eval_n_ = 0;     // tokens in the last eval call
+  std::atomic<bool> cancel_{false};
+};
+
+}  // namespace llm
