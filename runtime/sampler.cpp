@@ -31,17 +31,34 @@ uint64_t splitmix64(uint64_t &state) {
 inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
 // ---------------------------------------------------------------------------
-// exp(x) for x <= 0, rounded to float. Range reduction x = n ln2 + r with
-// |r| <= ln2/2, then a degree-9 Taylor polynomial (relative error < 1e-11,
-// far below float resolution) and an exact scaling by 2^n built from bits.
-// Written without branches or int conversions so that loops over the
-// vocabulary vectorise.
-inline float exp_nonpositive(double x) {
-  // Below -110 the result is under the smallest float subnormal, so clamping
-  // there still yields 0 after rounding; the comparison also sends NaN (from
-  // -inf - -inf) there, and x > 0 (never passed) to 0.
-  x = x > -110.0 ? x : -110.0;
-  x = x < 0.0 ? x : 0.0;
+// exp(-d) for d >= 0 (d = +inf included; NaN gives 0), rounded to float. With x = -d:
+// range reduction x = n ln2 + r with |r| <= ln2/2, a degree-9 Taylor
+// polynomial (relative error < 1e-11, far below float resolution) and an exact
+// scaling by 2^n built from bits. No branches and no floating-point selects
+// (which compilers will not vectorise under the default -ftrapping-math), so
+// loops over the vocabulary vectorise.
+inline float exp_neg(double d) {
+  // fabs: d is >= 0 but may be -0 (max -0 against +0), and the clamp below
+  // relies on the sign bit of x being set; it also turns any NaN into one
+  // that the clamp catches on every platform.
+  double x = -std::fabs(d);
+  // Below -110 the result is under half the smallest float subnormal: clamp
+  // there (keeping the reduction valid; -inf becomes 0 too). For negative
+  // floats the bit pattern, read as a signed integer, grows with magnitude,
+  // so an integer comparison decides, and an integer mask selects.
+  constexpr double kFloor = -110.0;
+  const float xf = static_cast<float>(x);
+  const float floor_f = static_cast<float>(kFloor);
+  int32_t xi, floor_i;
+  std::memcpy(&xi, &xf, sizeof xi);
+  std::memcpy(&floor_i, &floor_f, sizeof floor_i);
+  const uint64_t below = 0 - static_cast<uint64_t>(xi > floor_i);
+  uint64_t xb, floor_b;
+  std::memcpy(&xb, &x, sizeof xb);
+  std::memcpy(&floor_b, &kFloor, sizeof floor_b);
+  xb = (xb & ~below) | (floor_b & below);
+  std::memcpy(&x, &xb, sizeof x);
+
   constexpr double kLog2e = 1.4426950408889634;
   constexpr double kLn2Hi = 6.93147180369123816490e-01;  // low bits zero: n*hi exact
   constexpr double kLn2Lo = 1.90821492927058770002e-10;
@@ -151,7 +168,7 @@ double to_weights(const int32_t *ids, size_t n, double max, double inv_temperatu
   double total = 0.0;
   for (size_t j = 0; j < n; ++j) {
     float &v = values[ids[j]];
-    v = exp_nonpositive((static_cast<double>(v) - max) * inv_temperature);
+    v = exp_neg((max - static_cast<double>(v)) * inv_temperature);
     total += v;
   }
   return total;
@@ -161,7 +178,7 @@ double to_weights(const int32_t *ids, size_t n, double max, double inv_temperatu
 // first (the exps) vectorises.
 double to_weights_all(size_t n, double max, double inv_temperature, float *values) {
   for (size_t i = 0; i < n; ++i)
-    values[i] = exp_nonpositive((static_cast<double>(values[i]) - max) * inv_temperature);
+    values[i] = exp_neg((max - static_cast<double>(values[i])) * inv_temperature);
   return sum_all(values, n);
 }
 

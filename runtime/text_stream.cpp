@@ -72,16 +72,16 @@ bool TextStream::reset(const std::string_view *stops, size_t n_stops) {
   clear_sequence();
   n_stops_ = 0;
   if (n_stops > kMaxStopStrings) return false;
-  // An empty stop string would match at once, and one that is not valid UTF-8
-  // could match inside a character and cut it.
+  // A stop string that is not valid UTF-8 could match inside a character of
+  // the validated text and cut it.
   for (size_t i = 0; i < n_stops; ++i)
-    if (stops[i].empty() || stops[i].size() > kMaxStopLength || !is_valid_utf8(stops[i]))
-      return false;
+    if (stops[i].size() > kMaxStopLength || !is_valid_utf8(stops[i])) return false;
   for (size_t i = 0; i < n_stops; ++i) {
-    std::memcpy(stops_[i], stops[i].data(), stops[i].size());
-    stop_len_[i] = stops[i].size();
+    if (stops[i].empty()) continue;  // would match everywhere: taken as no stop
+    std::memcpy(stops_[n_stops_], stops[i].data(), stops[i].size());
+    stop_len_[n_stops_] = stops[i].size();
+    ++n_stops_;
   }
-  n_stops_ = n_stops;
   return true;
 }
 

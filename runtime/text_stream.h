@@ -22,9 +22,9 @@ class TextStream {
   explicit TextStream(size_t max_piece_bytes);
 
   // Starts a new generation. Stop strings longer than kMaxStopLength or more
-  // than kMaxStopStrings are rejected (returns false), as are empty ones and
-  // ones that are not valid UTF-8; the generation then runs without stop
-  // strings. Copies the strings.
+  // than kMaxStopStrings are rejected (returns false), as are ones that are
+  // not valid UTF-8; the generation then runs without stop strings. Empty
+  // stop strings are ignored. Copies the strings.
   bool reset(const std::string_view *stops, size_t n_stops);
 
   // Appends a piece. Text that became safe to deliver is written to

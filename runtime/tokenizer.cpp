@@ -27,6 +27,7 @@
 #include <new>
 #include <queue>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 #include "format/error.h"
@@ -42,16 +43,79 @@ using Range = std::pair<size_t, size_t>;  // [begin, end) byte offsets
 // Regular expressions (PCRE2)
 // ---------------------------------------------------------------------------
 
+// The replacement for an Oniguruma escape whose Unicode meaning differs in
+// PCRE2, or nullptr to keep the escape. `in_class`: inside [...].
+const char *translate_escape(char c, bool in_class) {
+  switch (c) {
+    // Onig's \s is exactly White_Space; PCRE2's also takes U+180E.
+    case 's': return "\\p{White_Space}";
+    case 'S': return "\\P{White_Space}";
+    // Onig's \w: letters, marks, decimal digits, connector punctuation;
+    // PCRE2's: letters, all numbers, underscore.
+    case 'w': return in_class ? "\\p{L}\\p{M}\\p{Nd}\\p{Pc}" : "[\\p{L}\\p{M}\\p{Nd}\\p{Pc}]";
+    case 'W': return in_class ? nullptr : "[^\\p{L}\\p{M}\\p{Nd}\\p{Pc}]";
+    // Onig's \h is a hexadecimal digit, PCRE2's a horizontal space.
+    case 'h': return in_class ? "0-9a-fA-F" : "[0-9a-fA-F]";
+    case 'H': return in_class ? nullptr : "[^0-9a-fA-F]";
+    default: return nullptr;
+  }
+}
+
+// Rewrites an Oniguruma (Ruby syntax) pattern, as HF compiles them, into a
+// PCRE2 pattern with the same meaning.
+std::string onig_to_pcre2(const std::string &pattern) {
+  std::string out;
+  int class_depth = 0;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    char c = pattern[i];
+    if (c == '\\' && i + 1 < pattern.size()) {
+      char e = pattern[++i];
+      if ((e == 'W' || e == 'H') && class_depth > 0)
+        fail(LLM_ERR_UNSUPPORTED, "tokenizer: \\" + std::string(1, e) + " inside a character class is not supported");
+      const char *replacement = translate_escape(e, class_depth > 0);
+      if (replacement != nullptr) {
+        out += replacement;
+      } else {
+        out += c;
+        out += e;
+      }
+      continue;
+    }
+    if (c == '[' && class_depth > 0 && i + 1 < pattern.size() && pattern[i + 1] == ':') {
+      size_t close = pattern.find(":]", i + 2);  // a POSIX class such as [:alpha:]
+      if (close != std::string::npos) {
+        out.append(pattern, i, close + 2 - i);
+        i = close + 1;
+        continue;
+      }
+    }
+    if (c == '[') {
+      ++class_depth;
+      out += c;
+      if (class_depth == 1) {  // a ']' right after '[' or '[^' is a literal
+        if (i + 1 < pattern.size() && pattern[i + 1] == '^') out += pattern[++i];
+        if (i + 1 < pattern.size() && pattern[i + 1] == ']') out += pattern[++i];
+      }
+      continue;
+    }
+    if (c == ']' && class_depth > 0) --class_depth;
+    out += c;
+  }
+  return out;
+}
+
 // A compiled pattern. HF compiles its patterns with Oniguruma's Ruby syntax,
-// where ^ and $ are line anchors, hence PCRE2_MULTILINE. Read-only after
+// where ^ and $ are line anchors, hence PCRE2_MULTILINE; escapes whose
+// Unicode meaning differs are translated first. Read-only after
 // construction, so one instance serves all threads (match data is per call).
 class Regex {
  public:
   Regex(const std::string &pattern, bool literal) {
     uint32_t options = literal ? (PCRE2_UTF | PCRE2_LITERAL) : (PCRE2_UTF | PCRE2_UCP | PCRE2_MULTILINE);
+    std::string source = literal ? pattern : onig_to_pcre2(pattern);
     int error = 0;
     PCRE2_SIZE offset = 0;
-    code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), options, &error,
+    code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(source.data()), source.size(), options, &error,
                           &offset, nullptr);
     if (code_ == nullptr) {
       PCRE2_UCHAR message[256];
@@ -589,9 +653,13 @@ struct MergeOrder {
 
 struct BpeScratch {
   std::vector<Symbol> symbols;
+  std::vector<int32_t> chunk_starts;  // first symbol of each independent chunk
   std::vector<MergeCandidate> heap;
   std::string key;
 };
+
+// Pieces shorter than this are merged in one go; cutting them buys nothing.
+constexpr size_t kMinChunkedWordBytes = 256;
 
 class BpeModel {
  public:
@@ -612,6 +680,7 @@ class BpeModel {
       char name[7] = {'<', '0', 'x', kHex[b >> 4], kHex[b & 15], '>', 0};
       byte_ids_[b] = lookup(name);
     }
+    init_chunking();
   }
 
   // Appends the ids of one pre-token (HF BPE::tokenize without dropout).
@@ -625,7 +694,7 @@ class BpeModel {
       }
     }
     build_symbols(word, scratch);
-    merge_symbols(scratch);
+    merge_chunks(scratch);
     for (const Symbol &s : scratch.symbols)
       if (s.alive) out.push_back(s.id);
   }
@@ -635,6 +704,42 @@ class BpeModel {
     int32_t rank;
     int32_t result;
   };
+
+  // Long pieces (a whole paragraph when there is no pre-tokenizer) make one
+  // merge queue too large for the cache. If no merge result contains the
+  // character pair (a, b), no symbol can ever span a boundary between a and b:
+  // the two sides never interact, and since HF's order (rank, then position)
+  // restricted to one side is the same order, merging each side on its own
+  // gives HF's result. That needs every symbol's string to be the text it
+  // covers, so it is only enabled when each merge result is the plain
+  // concatenation of its parts, byte-fallback and unknown tokens take part in
+  // no merge, and there is no subword prefix/suffix.
+  void init_chunking() {
+    const TokenizerSpec &spec = *spec_;
+    chunkable_ = spec.continuing_subword_prefix.empty() && spec.end_of_word_suffix.empty();
+    auto is_stand_in = [&](int32_t id) {
+      return id == spec.unk_id || std::find(byte_ids_.begin(), byte_ids_.end(), id) != byte_ids_.end();
+    };
+    for (const MergeSpec &m : spec.merges) {
+      if (!chunkable_) break;
+      const std::string &left = spec.vocab[m.left], &right = spec.vocab[m.right], &result = spec.vocab[m.result];
+      if (is_stand_in(m.left) || is_stand_in(m.right) || result.size() != left.size() + right.size() ||
+          result.compare(0, left.size(), left) != 0 || result.compare(left.size(), right.size(), right) != 0) {
+        chunkable_ = false;
+        break;
+      }
+      size_t i = 0;
+      uint32_t prev = unicode::next_code_point(result, i);
+      while (i < result.size()) {
+        uint32_t cp = unicode::next_code_point(result, i);
+        joined_pairs_.insert(code_point_pair(prev, cp));
+        prev = cp;
+      }
+    }
+    if (!chunkable_) joined_pairs_.clear();
+  }
+
+  static uint64_t code_point_pair(uint32_t a, uint32_t b) { return (static_cast<uint64_t>(a) << 32) | b; }
 
   static uint64_t pair_key(int32_t left, int32_t right) {
     return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) | static_cast<uint32_t>(right);
@@ -652,8 +757,9 @@ class BpeModel {
 
   static void push_symbol(BpeScratch &s, int32_t id) {
     int32_t index = static_cast<int32_t>(s.symbols.size());
-    if (index > 0) s.symbols.back().next = index;
-    s.symbols.push_back({id, index - 1, -1, true});
+    bool linked = index > 0 && s.chunk_starts.back() != index;
+    if (linked) s.symbols.back().next = index;
+    s.symbols.push_back({id, linked ? index - 1 : -1, -1, true});
   }
 
   // One symbol per character (with the subword prefix/suffix where the model
@@ -661,9 +767,12 @@ class BpeModel {
   // unknown token, as in HF's BPE::merge_word.
   void build_symbols(std::string_view word, BpeScratch &s) const {
     s.symbols.clear();
+    s.chunk_starts.assign(1, 0);
+    const bool chunked = chunkable_ && word.size() >= kMinChunkedWordBytes;
     const std::string &prefix = spec_->continuing_subword_prefix;
     const std::string &suffix = spec_->end_of_word_suffix;
-    int32_t pending_unk = -1;  // an unknown token not yet emitted (fuse_unk grows it)
+    int32_t pending_unk = -1;   // an unknown token not yet emitted (fuse_unk grows it)
+    int64_t previous_cp = -1;   // previous character if it was a vocabulary token
     size_t i = 0;
     while (i < word.size()) {
       size_t begin = i;
@@ -679,9 +788,17 @@ class BpeModel {
       if (id >= 0) {
         if (pending_unk >= 0) push_symbol(s, pending_unk);
         pending_unk = -1;
+        if (chunked) {
+          size_t k = begin;
+          uint32_t cp = unicode::next_code_point(word, k);
+          if (previous_cp >= 0 && !joined_pairs_.count(code_point_pair(static_cast<uint32_t>(previous_cp), cp)))
+            start_chunk(s);
+          previous_cp = cp;
+        }
         push_symbol(s, id);
         continue;
       }
+      previous_cp = -1;
       // HF leaves a pending unknown token in place here, so it lands after
       // these byte tokens; reproduced as is.
       if (spec_->byte_fallback && push_byte_tokens(key, s)) continue;
@@ -690,6 +807,12 @@ class BpeModel {
       pending_unk = spec_->unk_id;
     }
     if (pending_unk >= 0) push_symbol(s, pending_unk);
+  }
+
+  // The next symbol starts a chunk that merges independently of the previous.
+  static void start_chunk(BpeScratch &s) {
+    if (s.symbols.empty()) return;
+    s.chunk_starts.push_back(static_cast<int32_t>(s.symbols.size()));
   }
 
   bool push_byte_tokens(std::string_view key, BpeScratch &s) const {
@@ -708,11 +831,12 @@ class BpeModel {
     std::push_heap(s.heap.begin(), s.heap.end(), MergeOrder());
   }
 
-  // HF Word::merge_all: repeatedly apply the lowest-ranked (then leftmost)
-  // merge; stale queue entries are recognised by re-checking the pair.
-  void merge_symbols(BpeScratch &s) const {
+  // HF Word::merge_all on the symbols [begin, end): repeatedly apply the
+  // lowest-ranked (then leftmost) merge; stale queue entries are recognised
+  // by re-checking the pair.
+  void merge_symbols(BpeScratch &s, int32_t begin, int32_t end) const {
     s.heap.clear();
-    for (int32_t pos = 0; pos + 1 < static_cast<int32_t>(s.symbols.size()); ++pos) push_candidate(s, pos);
+    for (int32_t pos = begin; pos + 1 < end; ++pos) push_candidate(s, pos);
     while (!s.heap.empty()) {
       std::pop_heap(s.heap.begin(), s.heap.end(), MergeOrder());
       MergeCandidate top = s.heap.back();
@@ -731,10 +855,20 @@ class BpeModel {
     }
   }
 
+  void merge_chunks(BpeScratch &s) const {
+    const int32_t count = static_cast<int32_t>(s.symbols.size());
+    for (size_t c = 0; c < s.chunk_starts.size(); ++c) {
+      int32_t end = c + 1 < s.chunk_starts.size() ? s.chunk_starts[c + 1] : count;
+      merge_symbols(s, s.chunk_starts[c], end);
+    }
+  }
+
   const TokenizerSpec *spec_ = nullptr;
   std::unordered_map<std::string_view, int32_t> vocab_;  // views into spec_->vocab
   std::unordered_map<uint64_t, Merge> merges_;
   std::array<int32_t, 256> byte_ids_{};
+  bool chunkable_ = false;
+  std::unordered_set<uint64_t> joined_pairs_;  // character pairs inside merge results
 };
 
 // ---------------------------------------------------------------------------

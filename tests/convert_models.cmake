@@ -12,17 +12,20 @@ if(NOT EXISTS "${SHARED}/models/tiny-llama-code/config.json")
 endif()
 file(MAKE_DIRECTORY "${WORK}")
 set(jobs
-  "tiny-llama-code|f32|tiny-llama-code-f32.llm|"
-  "tiny-llama-code|bf16|tiny-llama-code-bf16.llm|"
+  "tiny-llama-code|f32|tiny-llama-code-f32.llm|-"
+  "tiny-llama-code|bf16|tiny-llama-code-bf16.llm|-"
   "tiny-llama-code|f32|tiny-llama-code-vocab.llm|--vocab-only"
-  "tiny-random-llama3|f32|tiny-random-llama3-f32.llm|"
-  "tiny-random-mistral-swa|f32|tiny-random-mistral-swa-f32.llm|")
+  "tiny-random-llama3|f32|tiny-random-llama3-f32.llm|-"
+  "tiny-random-mistral-swa|f32|tiny-random-mistral-swa-f32.llm|-")
 foreach(job ${jobs})
   string(REPLACE "|" ";" parts "${job}")
   list(GET parts 0 model)
   list(GET parts 1 dtype)
   list(GET parts 2 out)
   list(GET parts 3 extra)
+  if(extra STREQUAL "-")
+    set(extra "")
+  endif()
   execute_process(COMMAND "${CONVERT}" "${SHARED}/models/${model}" -o "${WORK}/${out}" --dtype ${dtype} ${extra}
                   RESULT_VARIABLE rc)
   if(NOT rc EQUAL 0)

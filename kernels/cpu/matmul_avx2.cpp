@@ -21,59 +21,92 @@ using avx2::WBF16;
 using avx2::WF16;
 using avx2::WF32;
 
-constexpr int64_t kMaxDotTokens = 4;
-constexpr int64_t kPanel = 16;  // weight rows per packed panel (two vectors)
-constexpr int64_t kKc = 256;    // k columns per packed panel
-constexpr int kMr = 6;          // tokens per register block
+#ifndef KB_MAXDOT
+#define KB_MAXDOT 8
+#endif
+constexpr int64_t kMaxDotTokens = KB_MAXDOT;
+#ifndef KB_NV
+#define KB_NV 2
+#define KB_MR 6
+#define KB_KC 256
+#endif
+constexpr int kNv = KB_NV;             // vectors per panel row
+constexpr int64_t kPanel = 8 * kNv;  // weight rows per packed panel
+constexpr int64_t kKc = KB_KC;    // k columns per packed panel
+constexpr int kMr = KB_MR;          // tokens per register block
 
 // ---- decode: dot products -------------------------------------------------
 
-// out[t][j] for NT tokens and weight rows [j0, j1). With one token, four
-// accumulators per row hide FMA latency; with more tokens each converted
-// weight vector is reused NT times and 2*NT accumulators are live.
-template <class W, int NT>
+#ifndef KB_PF
+#define KB_PF 0
+#endif
+#ifndef KB_R
+#define KB_R 1
+#endif
+
+// out[t][j] for NT tokens and R weight rows at a time over [j0, j1). Each
+// converted weight vector is reused NT times; U vectors per step keep at
+// least four accumulators live to hide FMA latency.
+template <class W, int NT, int R>
 void dot_rows(const MatmulArgs &a, int64_t j0, int64_t j1) {
-  constexpr int U = NT == 1 ? 4 : 2;  // vectors per unrolled step
+  constexpr int U = NT * R >= 4 ? 1 : 4 / (NT * R);  // vectors per unrolled step
   const auto *w = static_cast<const typename W::T *>(a.W);
   const int64_t k = a.k;
   const float *x[NT];
   for (int t = 0; t < NT; ++t) x[t] = a.x + t * a.ldx;
-  for (int64_t j = j0; j < j1; ++j) {
-    const typename W::T *wr = w + j * k;
-    __m256 acc[NT][U];
-    for (int t = 0; t < NT; ++t)
-      for (int u = 0; u < U; ++u) acc[t][u] = _mm256_setzero_ps();
+  int64_t j = j0;
+  for (; j + R <= j1; j += R) {
+    const typename W::T *wr[R];
+    for (int r = 0; r < R; ++r) wr[r] = w + (j + r) * k;
+    __m256 acc[R][NT][U];
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < NT; ++t)
+        for (int u = 0; u < U; ++u) acc[r][t][u] = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 8 * U <= k; i += 8 * U) {
 #pragma GCC unroll 4
-      for (int u = 0; u < U; ++u) {
-        const __m256 wv = W::load8(wr + i + 8 * u);
+      for (int r = 0; r < R; ++r) {
+        if (KB_PF) _mm_prefetch(reinterpret_cast<const char *>(wr[r] + i) + KB_PF, _MM_HINT_T0);
 #pragma GCC unroll 4
-        for (int t = 0; t < NT; ++t)
-          acc[t][u] = _mm256_fmadd_ps(_mm256_loadu_ps(x[t] + i + 8 * u), wv, acc[t][u]);
+        for (int u = 0; u < U; ++u) {
+          const __m256 wv = W::load8(wr[r] + i + 8 * u);
+#pragma GCC unroll 8
+          for (int t = 0; t < NT; ++t)
+            acc[r][t][u] = _mm256_fmadd_ps(_mm256_loadu_ps(x[t] + i + 8 * u), wv, acc[r][t][u]);
+        }
       }
     }
     for (; i + 8 <= k; i += 8) {
-      const __m256 wv = W::load8(wr + i);
-      for (int t = 0; t < NT; ++t) acc[t][0] = _mm256_fmadd_ps(_mm256_loadu_ps(x[t] + i), wv, acc[t][0]);
+      for (int r = 0; r < R; ++r) {
+        const __m256 wv = W::load8(wr[r] + i);
+        for (int t = 0; t < NT; ++t) acc[r][t][0] = _mm256_fmadd_ps(_mm256_loadu_ps(x[t] + i), wv, acc[r][t][0]);
+      }
     }
-    for (int t = 0; t < NT; ++t) {
-      __m256 s = acc[t][0];
-      for (int u = 1; u < U; ++u) s = _mm256_add_ps(s, acc[t][u]);
-      float r = hsum(s);
-      for (int64_t ii = i; ii < k; ++ii) r += x[t][ii] * W::load1(wr + ii);
-      a.out[t * a.ldo + j] = a.bias ? r + a.bias[j] : r;
-    }
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < NT; ++t) {
+        __m256 s = acc[r][t][0];
+        for (int u = 1; u < U; ++u) s = _mm256_add_ps(s, acc[r][t][u]);
+        float v = hsum(s);
+        for (int64_t ii = i; ii < k; ++ii) v += x[t][ii] * W::load1(wr[r] + ii);
+        a.out[t * a.ldo + j + r] = a.bias ? v + a.bias[j + r] : v;
+      }
+  }
+  if constexpr (R > 1) {
+    if (j < j1) dot_rows<W, NT, 1>(a, j, j1);
   }
 }
 
 template <class W>
 void dot_rows_any(const MatmulArgs &a, int64_t j0, int64_t j1) {
   switch (a.n) {
-    case 1: return dot_rows<W, 1>(a, j0, j1);
-    case 2: return dot_rows<W, 2>(a, j0, j1);
-    case 3: return dot_rows<W, 3>(a, j0, j1);
-    default: return dot_rows<W, 4>(a, j0, j1);
+    case 1: return dot_rows<W, 1, KB_R>(a, j0, j1);
+    case 2: return dot_rows<W, 2, 1>(a, j0, j1);
+    case 3: return dot_rows<W, 3, 1>(a, j0, j1);
+    case 4: return dot_rows<W, 4, 1>(a, j0, j1);
+    case 5: return dot_rows<W, 5, 1>(a, j0, j1);
+    case 6: return dot_rows<W, 6, 1>(a, j0, j1);
+    case 7: return dot_rows<W, 7, 1>(a, j0, j1);
+    default: return dot_rows<W, 8, 1>(a, j0, j1);
   }
 }
 
@@ -123,78 +156,75 @@ void pack_panel(const typename W::T *w, int64_t ldw, int64_t rows, int64_t kc, f
   }
 }
 
-// Lane masks selecting the first `cols` of 16 columns.
+// Lane masks selecting the first `cols` columns of a panel row.
 struct ColMask {
-  __m256i lo, hi;
+  __m256i m[kNv];
   explicit ColMask(int64_t cols) {
     const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(cols)), idx);
-    hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(cols) - 8), idx);
+    for (int v = 0; v < kNv; ++v) m[v] = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(cols) - 8 * v), idx);
   }
 };
 
 // out[r][0..cols) (+)= sum_c x[r][c] * panel[c][0..cols) for MR tokens.
-// init16 != nullptr: start from init16 (bias or zeros, first k-tile);
+// init != nullptr: start from init (bias or zeros, first k-tile);
 // otherwise accumulate onto out (later k-tiles).
 template <int MR>
 void panel_kernel(const float *panel, int64_t kc, const float *x, int64_t ldx,
-                  float *out, int64_t ldo, int64_t cols, const float *init16) {
-  __m256 c0[MR], c1[MR];
+                  float *out, int64_t ldo, int64_t cols, const float *init) {
+  __m256 acc[MR][kNv];
   const bool full = cols == kPanel;
   const ColMask mask(cols);
-#pragma GCC unroll 6
-  for (int r = 0; r < MR; ++r) {
-    if (init16) {
-      c0[r] = _mm256_load_ps(init16);
-      c1[r] = _mm256_load_ps(init16 + 8);
-    } else if (full) {
-      c0[r] = _mm256_loadu_ps(out + r * ldo);
-      c1[r] = _mm256_loadu_ps(out + r * ldo + 8);
-    } else {
-      c0[r] = _mm256_maskload_ps(out + r * ldo, mask.lo);
-      c1[r] = _mm256_maskload_ps(out + r * ldo + 8, mask.hi);
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < kNv; ++v) {
+      if (init)
+        acc[r][v] = _mm256_load_ps(init + 8 * v);
+      else if (full)
+        acc[r][v] = _mm256_loadu_ps(out + r * ldo + 8 * v);
+      else
+        acc[r][v] = _mm256_maskload_ps(out + r * ldo + 8 * v, mask.m[v]);
     }
-  }
   for (int64_t c = 0; c < kc; ++c) {
-    const __m256 b0 = _mm256_load_ps(panel + c * kPanel);
-    const __m256 b1 = _mm256_load_ps(panel + c * kPanel + 8);
-#pragma GCC unroll 6
+    __m256 b[kNv];
+#pragma GCC unroll 4
+    for (int v = 0; v < kNv; ++v) b[v] = _mm256_load_ps(panel + c * kPanel + 8 * v);
+#pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       const __m256 xv = _mm256_broadcast_ss(x + r * ldx + c);
-      c0[r] = _mm256_fmadd_ps(xv, b0, c0[r]);
-      c1[r] = _mm256_fmadd_ps(xv, b1, c1[r]);
+#pragma GCC unroll 4
+      for (int v = 0; v < kNv; ++v) acc[r][v] = _mm256_fmadd_ps(xv, b[v], acc[r][v]);
     }
   }
-#pragma GCC unroll 6
-  for (int r = 0; r < MR; ++r) {
-    if (full) {
-      _mm256_storeu_ps(out + r * ldo, c0[r]);
-      _mm256_storeu_ps(out + r * ldo + 8, c1[r]);
-    } else {
-      _mm256_maskstore_ps(out + r * ldo, mask.lo, c0[r]);
-      _mm256_maskstore_ps(out + r * ldo + 8, mask.hi, c1[r]);
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < kNv; ++v) {
+      if (full)
+        _mm256_storeu_ps(out + r * ldo + 8 * v, acc[r][v]);
+      else
+        _mm256_maskstore_ps(out + r * ldo + 8 * v, mask.m[v], acc[r][v]);
     }
+}
+
+template <int MR>
+void sweep_tail(const float *panel, int64_t kc, const float *x, int64_t ldx, float *out, int64_t ldo,
+                int64_t cols, const float *init, int64_t left) {
+  if constexpr (MR > 0) {
+    if (left == MR) return panel_kernel<MR>(panel, kc, x, ldx, out, ldo, cols, init);
+    sweep_tail<MR - 1>(panel, kc, x, ldx, out, ldo, cols, init, left);
   }
 }
 
 // All n tokens against one packed panel, kMr tokens at a time.
 void sweep_tokens(const MatmulArgs &a, const float *panel, int64_t kb, int64_t kc,
-                  int64_t jb, int64_t cols, const float *init16) {
+                  int64_t jb, int64_t cols, const float *init) {
   int64_t i = 0;
   const float *x = a.x + kb;
   float *out = a.out + jb;
   for (; i + kMr <= a.n; i += kMr)
-    panel_kernel<kMr>(panel, kc, x + i * a.ldx, a.ldx, out + i * a.ldo, a.ldo, cols, init16);
-  const float *xi = x + i * a.ldx;
-  float *oi = out + i * a.ldo;
-  switch (a.n - i) {
-    case 5: return panel_kernel<5>(panel, kc, xi, a.ldx, oi, a.ldo, cols, init16);
-    case 4: return panel_kernel<4>(panel, kc, xi, a.ldx, oi, a.ldo, cols, init16);
-    case 3: return panel_kernel<3>(panel, kc, xi, a.ldx, oi, a.ldo, cols, init16);
-    case 2: return panel_kernel<2>(panel, kc, xi, a.ldx, oi, a.ldo, cols, init16);
-    case 1: return panel_kernel<1>(panel, kc, xi, a.ldx, oi, a.ldo, cols, init16);
-    default: return;
-  }
+    panel_kernel<kMr>(panel, kc, x + i * a.ldx, a.ldx, out + i * a.ldo, a.ldo, cols, init);
+  sweep_tail<kMr - 1>(panel, kc, x + i * a.ldx, a.ldx, out + i * a.ldo, a.ldo, cols, init, a.n - i);
 }
 
 template <class W>
@@ -203,12 +233,12 @@ void gemm_rows(const MatmulArgs &a, int64_t j0, int64_t j1) {
   const auto *w = static_cast<const typename W::T *>(a.W);
   for (int64_t jb = j0; jb < j1; jb += kPanel) {
     const int64_t cols = std::min(kPanel, j1 - jb);
-    alignas(32) float init16[kPanel] = {};
-    if (a.bias) std::copy(a.bias + jb, a.bias + jb + cols, init16);
+    alignas(32) float init[kPanel] = {};
+    if (a.bias) std::copy(a.bias + jb, a.bias + jb + cols, init);
     for (int64_t kb = 0; kb < a.k; kb += kKc) {
       const int64_t kc = std::min(kKc, a.k - kb);
       pack_panel<W>(w + jb * a.k + kb, a.k, cols, kc, panel);
-      sweep_tokens(a, panel, kb, kc, jb, cols, kb == 0 ? init16 : nullptr);
+      sweep_tokens(a, panel, kb, kc, jb, cols, kb == 0 ? init : nullptr);
     }
   }
 }

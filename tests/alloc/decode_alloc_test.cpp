@@ -8,15 +8,19 @@
 #include <cstdlib>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "llm.h"
 #include "runtime/host_memory.h"
+
+#include <new>
 
 extern "C" {
 void *__libc_malloc(size_t);
 void *__libc_calloc(size_t, size_t);
 void *__libc_realloc(void *, size_t);
 void *__libc_memalign(size_t, size_t);
+void __libc_free(void *);
 }
 
 namespace {
@@ -53,7 +57,33 @@ int posix_memalign(void **out, size_t al, size_t n) {
   *out = __libc_memalign(al, n);
   return *out ? 0 : 12;
 }
+void free(void *p) { __libc_free(p); }
 }
+
+// C++ allocations too: a linked allocator library (mimalloc) may replace
+// operator new without going through malloc, so route it here explicitly.
+void *operator new(size_t n) {
+  void *p = malloc(n ? n : 1);
+  if (!p) throw std::bad_alloc();
+  return p;
+}
+void *operator new[](size_t n) { return operator new(n); }
+void *operator new(size_t n, const std::nothrow_t &) noexcept { return malloc(n ? n : 1); }
+void *operator new[](size_t n, const std::nothrow_t &) noexcept { return malloc(n ? n : 1); }
+void *operator new(size_t n, std::align_val_t al) {
+  void *p = nullptr;
+  if (posix_memalign(&p, static_cast<size_t>(al), n ? n : 1) != 0) throw std::bad_alloc();
+  return p;
+}
+void *operator new[](size_t n, std::align_val_t al) { return operator new(n, al); }
+void operator delete(void *p) noexcept { free(p); }
+void operator delete[](void *p) noexcept { free(p); }
+void operator delete(void *p, size_t) noexcept { free(p); }
+void operator delete[](void *p, size_t) noexcept { free(p); }
+void operator delete(void *p, std::align_val_t) noexcept { free(p); }
+void operator delete[](void *p, std::align_val_t) noexcept { free(p); }
+void operator delete(void *p, size_t, std::align_val_t) noexcept { free(p); }
+void operator delete[](void *p, size_t, std::align_val_t) noexcept { free(p); }
 
 namespace {
 
@@ -111,7 +141,16 @@ TEST(DecodeAllocations, ZeroHeapAllocationsPerDecodedToken) {
     EXPECT_EQ(c.pieces, max_tokens);
     return g_allocs.load();
   };
+  // The hooks must see C++ allocations, or the zero above proves nothing.
+  g_allocs = 0;
+  g_counting = true;
+  auto *probe = new std::vector<int>(100);
+  g_counting = false;
+  delete probe;
+  ASSERT_GE(g_allocs.load(), 1u) << "allocation hooks are not counting operator new";
+
   uint64_t a8 = count_generate(8), a64 = count_generate(64);
+  EXPECT_GT(a8, 0u) << "tokenizing the prompt allocates, so the hooks should see it";
   std::printf("[ metric ] allocations: 32 decoded tokens: 0 expected, got %llu; generate 8 tokens: %llu, "
               "64 tokens: %llu\n",
               static_cast<unsigned long long>(decode_allocs), static_cast<unsigned long long>(a8),

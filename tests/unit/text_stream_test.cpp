@@ -263,8 +263,6 @@ TEST(TextStream, RejectsBadStopStrings) {
   EXPECT_TRUE(s.reset(one, 1));
   one[0] = too_long;
   EXPECT_FALSE(s.reset(one, 1));
-  one[0] = "";
-  EXPECT_FALSE(s.reset(one, 1));
   one[0] = "\xC3";  // not valid UTF-8
   EXPECT_FALSE(s.reset(one, 1));
   std::vector<std::string_view> many(TextStream::kMaxStopStrings, "a");
@@ -276,6 +274,15 @@ TEST(TextStream, RejectsBadStopStrings) {
   size_t n = 0;
   EXPECT_FALSE(s.push("a", 1, &p, &n));
   EXPECT_EQ(std::string(p, n), "a");
+}
+
+TEST(TextStream, EmptyStopStringsAreIgnored) {
+  Feeder f;
+  ASSERT_TRUE(f.set_stops({"", "END", ""}));
+  EXPECT_EQ(f.push("abc"), "abc");
+  EXPECT_FALSE(f.stopped);
+  EXPECT_EQ(f.push("xEND"), "x");
+  EXPECT_TRUE(f.stopped);
 }
 
 TEST(TextStream, LongestStopStringIsHeldAndMatched) {
