@@ -248,7 +248,7 @@ TEST(Sampler, TopKTopPMinPKeepExactlyTheExpectedSets) {
       {3, 1.0f, 0.4f, {3, 1}},
       {3, 0.99f, 0.05f, {3, 1, 0}},
   };
-  for (int32_t vocab : {4, 64, 5000}) {
+  for (int32_t vocab : {4, 64, 3000}) {
     const auto logits = known_distribution(vocab);
     Fixture f(vocab);
     for (const Case &c : cases) {
@@ -256,7 +256,7 @@ TEST(Sampler, TopKTopPMinPKeepExactlyTheExpectedSets) {
       p.top_k = c.top_k;
       p.top_p = c.top_p;
       p.min_p = c.min_p;
-      EXPECT_EQ(drawn(histogram(f, logits, p, 2000, 3)), c.kept)
+      EXPECT_EQ(drawn(histogram(f, logits, p, 1000, 3)), c.kept)
           << "vocab " << vocab << " top_k " << c.top_k << " top_p " << c.top_p << " min_p "
           << c.min_p;
     }
@@ -267,19 +267,47 @@ TEST(Sampler, TopKTopPMinPKeepExactlyTheExpectedSets) {
 // lowest 90% of the ids (ties are ordered by id), which takes several rounds
 // of the growing partial sort.
 TEST(Sampler, TopPOnFlatLargeVocabularyKeepsLowestIds) {
-  const int32_t vocab = 50000;
+  const int32_t vocab = 20000;
   const std::vector<float> logits(vocab, 0.25f);
   SamplerParams p = plain(0.8f);
   p.top_p = 0.9f;
   Fixture f(vocab);
   f.sampler.seed(17);
   int32_t highest = 0;
-  for (int i = 0; i < 400; ++i) {
+  for (int i = 0; i < 300; ++i) {
     const int32_t id = f.sampler.sample(logits.data(), p, nullptr, 0);
-    ASSERT_LT(id, 45000);
+    ASSERT_LT(id, 18000);
     highest = std::max(highest, id);
   }
-  EXPECT_GT(highest, 43000);
+  EXPECT_GT(highest, 17000);
+}
+
+// Logits from integer arithmetic only, so they are the same everywhere.
+std::vector<float> portable_logits(int32_t n) {
+  std::vector<float> v(n);
+  for (int32_t i = 0; i < n; ++i)
+    v[i] = static_cast<float>((static_cast<uint32_t>(i) * 2654435761u) % 10007u) / 1000.0f - 5.0f;
+  return v;
+}
+
+// Pins the exact draws for a fixed seed: a change here means sequences
+// produced with a given seed are no longer reproduced (across versions or
+// platforms).
+TEST(Sampler, GoldenSequence) {
+  const int32_t vocab = 1000;
+  const auto logits = portable_logits(vocab);
+  Fixture f(vocab);
+  const std::vector<int32_t> want_top_k = {253, 937, 502, 257, 937, 232, 485, 232, 709, 253, 439, 667};
+  const std::vector<int32_t> want_full = {232, 243, 730, 962, 517, 671, 583, 148, 727, 755, 829, 696};
+  for (int32_t top_k : {40, 0}) {
+    SamplerParams p;
+    p.top_k = top_k;
+    p.temperature = 1.5f;
+    f.sampler.seed(2024);
+    std::vector<int32_t> got;
+    for (int i = 0; i < 12; ++i) got.push_back(f.sampler.sample(logits.data(), p, nullptr, 0));
+    EXPECT_EQ(got, top_k > 0 ? want_top_k : want_full) << "top_k " << top_k;
+  }
 }
 
 TEST(Sampler, RepetitionPenaltyChangesArgmax) {
