@@ -86,6 +86,7 @@ void write_tensor(ModelWriter &w, const Checkpoint &ck, const SrcTensor &src, co
   for (uint64_t first = 0; first < total; first += kChunk) {
     const uint64_t n = std::min(kChunk, total - first);
     ck.read_f32(src, first, n, f32.data());
+    ck.release(src, first, n);
     if (dtype == DType::F32) {
       w.write(f32.data(), n * sizeof(float));
       continue;
@@ -105,10 +106,12 @@ ConvertStats convert(const ConvertOptions &options) {
   const std::string &dir = options.input_dir;
   HfModelConfig cfg = read_hf_config(dir);
   TokenizerSpec tokenizer = parse_hf_tokenizer(read_text_file(dir + "/tokenizer.json"));
-  Tokenizer check(tokenizer);  // rejects an inconsistent tokenizer before writing anything
-  if (static_cast<uint32_t>(check.vocab_size()) > cfg.hparams.vocab_size)
-    fail_format("tokenizer.json has " + std::to_string(check.vocab_size()) +
-                " tokens but config.json says vocab_size " + std::to_string(cfg.hparams.vocab_size));
+  {
+    Tokenizer check(tokenizer);  // rejects an inconsistent tokenizer before writing anything
+    if (static_cast<uint32_t>(check.vocab_size()) > cfg.hparams.vocab_size)
+      fail_format("tokenizer.json has " + std::to_string(check.vocab_size()) +
+                  " tokens but config.json says vocab_size " + std::to_string(cfg.hparams.vocab_size));
+  }
 
   ModelMetadata meta;
   meta.name = options.name.empty() ? base_name(dir) : options.name;
@@ -139,11 +142,14 @@ ConvertStats convert(const ConvertOptions &options) {
   stats.bytes = writer.bytes_written();
   stats.parameters = meta.parameter_count;
 
-  // Load what was written, with every check the runtime makes, so a file that
-  // would not load is reported now rather than on a device.
+  // Load what was written, with every structural check the runtime makes, so
+  // a file that would not load is reported now rather than on a device. (The
+  // checksums were computed from the very bytes written; re-hashing would only
+  // pull the whole output into memory.)
   try {
     ModelOptions load;
     load.n_threads = 1;
+    load.verify = ModelFile::Verify::None;
     Model::load(options.output_path, load);
   } catch (...) {
     std::remove(options.output_path.c_str());

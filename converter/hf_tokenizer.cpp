@@ -266,13 +266,39 @@ bool same_token(const AddedTokenSpec &a, const AddedTokenSpec &b) {
          a.normalized == b.normalized && a.single_word == b.single_word;
 }
 
-// HF gives an added token that is already in the model vocabulary the model's
-// id; others keep the id the file lists. Any disagreement is an error rather
-// than a guess.
+// Ids exactly as HF's AddedVocabulary::add_tokens assigns them, in file
+// order: a token already known (model vocabulary or an earlier added token)
+// keeps that id; a new one gets the model's vocabulary size, or one past the
+// largest added id once that reaches it. The "id" field of the file is not
+// used (HF only warns when it differs), so that a file whose ids disagree
+// gets the ids HF would give it.
+class AddedTokenIds {
+ public:
+  explicit AddedTokenIds(const Vocab &vocab) : vocab_(vocab) {}
+
+  int32_t assign(const std::string &content) {
+    auto known = added_.find(content);
+    int32_t id = known != added_.end() ? known->second : vocab_id(vocab_, content);
+    if (id < 0) {
+      const int64_t model_size = static_cast<int64_t>(vocab_.size());
+      id = static_cast<int32_t>(max_id_ < 0 ? model_size : (max_id_ >= model_size || model_size == 0 ? max_id_ + 1 : model_size));
+    }
+    added_.emplace(content, id);
+    max_id_ = std::max<int64_t>(max_id_, id);
+    return id;
+  }
+
+ private:
+  const Vocab &vocab_;
+  std::unordered_map<std::string, int32_t> added_;
+  int64_t max_id_ = -1;
+};
+
 void parse_added_tokens(const json &root, TokenizerSpec &spec, const Vocab &vocab) {
   const json *list = find(root, "added_tokens");
   if (list == nullptr) return;
   as_array(*list, "added_tokens");
+  AddedTokenIds ids(vocab);
   std::unordered_map<std::string, size_t> seen;  // content → index in spec.added_tokens
   for (size_t i = 0; i < list->size(); ++i) {
     std::string where = "added_tokens[" + std::to_string(i) + "]";
@@ -283,14 +309,12 @@ void parse_added_tokens(const json &root, TokenizerSpec &spec, const Vocab &voca
       if (same_token(spec.added_tokens[dup->second], a)) continue;  // HF skips exact repeats
       malformed(where + " repeats \"" + a.content + "\" with different options");
     }
-    int32_t model_id = vocab_id(vocab, a.content);
-    if (model_id >= 0 && model_id != a.id)
-      malformed(where + " \"" + a.content + "\" has id " + std::to_string(a.id) + " but the model vocabulary gives it " +
-                std::to_string(model_id));
+    a.id = ids.assign(a.content);
     if (static_cast<size_t>(a.id) >= spec.vocab.size()) spec.vocab.resize(static_cast<size_t>(a.id) + 1);
     std::string &slot = spec.vocab[static_cast<size_t>(a.id)];
-    if (!slot.empty() && slot != a.content)
-      malformed(where + " \"" + a.content + "\" has id " + std::to_string(a.id) + ", which is already \"" + slot + "\"");
+    if (!slot.empty() && slot != a.content)  // possible when the model's ids have gaps
+      malformed(where + " \"" + a.content + "\" gets id " + std::to_string(a.id) + ", which the model gives to \"" +
+                slot + "\"");
     slot = a.content;
     seen.emplace(a.content, spec.added_tokens.size());
     spec.added_tokens.push_back(std::move(a));

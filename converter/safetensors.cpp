@@ -396,4 +396,17 @@ void Checkpoint::read_f32(const SrcTensor &t, uint64_t first, uint64_t count, fl
   }
 }
 
+void Checkpoint::release(const SrcTensor &t) const { release(t, 0, t.numel); }
+
+void Checkpoint::release(const SrcTensor &t, uint64_t first, uint64_t count) const {
+  if (t.size == 0 || t.numel == 0 || first >= t.numel) return;
+  count = std::min(count, t.numel - first);
+  const uint64_t elem = t.size / t.numel;
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(t.data) + first * elem) / page * page;
+  const uintptr_t end = reinterpret_cast<uintptr_t>(t.data) + (first + count) * elem;
+  // Advisory only: on failure the pages simply stay resident.
+  ::madvise(reinterpret_cast<void *>(begin), end - begin, MADV_DONTNEED);
+}
+
 }  // namespace llm::convert

@@ -73,6 +73,13 @@ class Checkpoint {
   // range outside the tensor.
   void read_f32(const SrcTensor &t, uint64_t first, uint64_t count, float *dst) const;
 
+  // Drops the tensor's pages from this process's resident memory (they are
+  // read again from the file if used later), so converting a checkpoint
+  // tensor by tensor keeps peak memory far below the checkpoint size.
+  void release(const SrcTensor &t) const;
+  // Same for elements [first, first + count) of the tensor.
+  void release(const SrcTensor &t, uint64_t first, uint64_t count) const;
+
  private:
   class Mapping;
   Checkpoint() = default;

@@ -182,21 +182,47 @@ double to_weights_all(size_t n, double max, double inv_temperature, float *value
   return sum_all(values, n);
 }
 
+// Writes the ids whose value is >= bound to ids, in id order; returns how
+// many. Branch-free: every id is written, and kept only by advancing.
+size_t gather_at_least(const float *values, size_t n, double bound, int32_t *ids) {
+  size_t m = 0;
+  for (size_t i = 0; i < n; ++i) {
+    ids[m] = static_cast<int32_t>(i);
+    m += static_cast<double>(values[i]) >= bound;
+  }
+  return m;
+}
+
+// Counts the values[0, n) above bound: a loop the compiler vectorises, used
+// to skip whole blocks of a scan.
+inline size_t count_above(const float *values, size_t n, float bound) {
+  size_t count = 0;
+  for (size_t j = 0; j < n; ++j) count += values[j] > bound;
+  return count;
+}
+
 // Leaves the k best ids (by ByValueDesc) in ids[0, k), best first. A heap of
-// the k best so far keeps its worst at the front; one comparison against that
-// value rejects almost every token of a long scan, without touching ids.
+// the k best so far keeps its worst at the front; a token enters only if its
+// value beats that worst one, which after the first few thousand tokens is
+// rare, so blocks of tokens are checked at once and mostly skipped.
 void select_top_k(const float *values, size_t n, size_t k, int32_t *ids) {
   const ByValueDesc order{values};
   for (size_t i = 0; i < k; ++i) ids[i] = static_cast<int32_t>(i);
   std::make_heap(ids, ids + k, order);
   float worst = values[ids[0]];
-  for (size_t i = k; i < n; ++i) {
+  auto offer = [&](size_t i) {
     // Equal values lose: their id is higher than every id in the heap.
-    if (!(values[i] > worst)) continue;
+    if (!(values[i] > worst)) return;
     std::pop_heap(ids, ids + k, order);
     ids[k - 1] = static_cast<int32_t>(i);
     std::push_heap(ids, ids + k, order);
     worst = values[ids[0]];
+  };
+  constexpr size_t kBlock = 64;
+  for (size_t i = k; i < n; i += kBlock) {
+    const size_t end = std::min(n, i + kBlock);
+    if (count_above(values + i, end - i, worst) == 0) continue;
+    for (size_t j = i; j < end; ++j) offer(j);
   }
   std::sort_heap(ids, ids + k, order);
 }
@@ -314,9 +340,7 @@ size_t Sampler::keep_full(size_t n_vocab, const SamplerParams &params) {
   if (!(c.min_w > 0.0)) {
     std::iota(ids_, ids_ + n_vocab, 0);
   } else {
-    m = 0;
-    for (size_t i = 0; i < n_vocab; ++i)
-      if (probs_[i] >= c.min_w) ids_[m++] = static_cast<int32_t>(i);
+    m = gather_at_least(probs_, n_vocab, c.min_w, ids_);
     if (m == 0) {  // min_p > 1 keeps nothing; at least the best token stays
       ids_[0] = argmax(probs_, vocab_size_);
       m = 1;

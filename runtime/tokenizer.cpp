@@ -1008,6 +1008,7 @@ struct Tokenizer::Impl {
   AddedTokenMatcher normalized_added;  // normalized=true: matched on normalized segments
   std::vector<std::unique_ptr<PreTokenizerStep>> pre_tokenizers;
   BpeModel bpe;
+  std::vector<std::string> token_text;  // what decoding renders for each id
   std::vector<bool> special;
   // token_to_piece table: piece of id i is piece_bytes[piece_offsets[2i + first]
   // .. piece_offsets[2i + first + 1]).
@@ -1063,17 +1064,19 @@ struct Tokenizer::Impl {
 
   void setup_added_tokens() {
     special.assign(spec.vocab.size(), false);
+    token_text = spec.vocab;
     for (const AddedTokenSpec &t : spec.added_tokens) {
-      std::string &entry = spec.vocab[static_cast<size_t>(t.id)];
-      if (entry.empty()) entry = t.content;  // decoding renders an added token as its content
-      if (entry != t.content)
+      const std::string &entry = spec.vocab[static_cast<size_t>(t.id)];
+      if (!entry.empty() && entry != t.content)
         fail_format("tokenizer: added token '" + t.content + "' has id " + std::to_string(t.id) +
                     ", which the vocabulary assigns to '" + entry + "'");
       if (t.special) special[static_cast<size_t>(t.id)] = true;
       // HF matches normalized=true tokens in normalized text, so their
-      // patterns are normalized the same way.
-      AddedToken token{t.id, t.normalized ? apply_normalizers(spec.normalizers, t.content) : t.content, t.special,
-                       t.lstrip, t.rstrip, t.single_word};
+      // patterns are normalized the same way; it also decodes them to that
+      // normalized form.
+      std::string pattern = t.normalized ? apply_normalizers(spec.normalizers, t.content) : t.content;
+      token_text[static_cast<size_t>(t.id)] = pattern;
+      AddedToken token{t.id, std::move(pattern), t.special, t.lstrip, t.rstrip, t.single_word};
       (t.normalized ? normalized_added : raw_added).add(std::move(token));
     }
     raw_added.finish();
@@ -1083,7 +1086,7 @@ struct Tokenizer::Impl {
   void build_pieces() {
     piece_offsets.reserve(2 * spec.vocab.size() + 1);
     piece_offsets.push_back(0);
-    for (const std::string &token : spec.vocab) {
+    for (const std::string &token : token_text) {
       for (bool first : {false, true}) {
         std::string piece = render_piece(token, spec.decoders, first);
         max_piece = std::max(max_piece, piece.size());
@@ -1152,7 +1155,7 @@ std::string Tokenizer::decode(const int32_t *ids, size_t n) const {
     if (ids[i] < 0 || ids[i] >= vocab_size())
       fail(LLM_ERR_INVALID_TOKEN, "decode: token id " + std::to_string(ids[i]) + " is outside the vocabulary of " +
                                       std::to_string(vocab_size()) + " ids");
-    const std::string &t = m.spec.vocab[static_cast<size_t>(ids[i])];
+    const std::string &t = m.token_text[static_cast<size_t>(ids[i])];
     if (!t.empty()) tokens.push_back(t);  // HF skips ids it has no token for
   }
   if (m.spec.decoders.empty()) {  // HF without a decoder: tokens joined by spaces

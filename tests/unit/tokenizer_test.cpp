@@ -510,11 +510,21 @@ const SyntheticConfig kSyntheticConfigs[] = {
      {
          {"a [x] b", {260, 360, 261}, {260, 360, 261}, "a [x] b"},
          {"a [y]  b", {260, 361, 261}, {260, 361, 261}, "a [y] b"},
+         {"a[y]  [x]b", {260, 361, 360, 261}, {260, 361, 360, 261}, "a [y] [x] b"},
          {"ab abc xab ab", {342, 343, 283, 342, 342}, {342, 343, 283, 342, 342}, "ab abc x ab ab"},
          {"HE he He", {362, 362, 362}, {362, 362, 362}, "he he he"},
          {"<s>ab", {1, 342}, {1, 342}, "<s> ab"},
          {" [x][y] ", {360, 361}, {360, 361}, "[x] [y]"},
          {"\303\251ab_ab", {0, 342, 328, 342}, {0, 342, 328, 342}, "<unk> ab _ ab"},
+     }},
+    {"normalized_added_prepend",
+     R"json({"normalizer": {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "\u2581"}, {"type": "Lowercase"}]}, "added_tokens": [{"id": 400, "content": "<X>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": true, "special": false}, {"id": 401, "content": "<Y>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": true, "special": true}]})json",
+     {
+         {"a<X>b", {345, 331, 283, 332, 261}, {345, 331, 283, 332, 261}, "\342\226\201a < x > b"},
+         {"<X>", {360}, {360}, "\342\226\201<x>"},
+         {"a <x>", {345, 259, 331, 283, 332}, {345, 259, 331, 283, 332}, "\342\226\201a   < x >"},
+         {"<Y>c", {361, 262}, {361, 262}, "\342\226\201<y> c"},
+         {"<y>", {361}, {361}, "\342\226\201<y>"},
      }},
     {"unk_fused",
      R"json({"model_options": {"fuse_unk": true}})json",
@@ -688,8 +698,11 @@ TEST(MalformedTokenizerJson, BadComponents) {
                                                 {"Sequence": {"id": "A", "type_id": 0}}],
                                      "special_tokens": {}}})"),
                   LLM_ERR_FORMAT, "<bos>");
-  expect_rejected(with_overrides(R"({"added_tokens": [{"id": 300, "content": "a", "special": true}]})"),
-                  LLM_ERR_FORMAT, "model vocabulary gives it");
+  // HF gives a new added token the model's vocabulary size (3) as id, which
+  // this model's sparse ids already use.
+  expect_rejected(R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "c": 3}, "merges": []},
+                      "added_tokens": [{"id": 4, "content": "<x>"}]})",
+                  LLM_ERR_FORMAT, "which the model gives to \"c\"");
   expect_rejected(with_overrides(R"({"normalizer": {"type": "Prepend", "prepend": 3}})"), LLM_ERR_FORMAT,
                   "must be a string");
 }
