@@ -281,7 +281,8 @@ class AddedTokenIds {
     int32_t id = known != added_.end() ? known->second : vocab_id(vocab_, content);
     if (id < 0) {
       const int64_t model_size = static_cast<int64_t>(vocab_.size());
-      id = static_cast<int32_t>(max_id_ < 0 ? model_size : (max_id_ >= model_size || model_size == 0 ? max_id_ + 1 : model_size));
+      bool past_model = max_id_ >= model_size || model_size == 0;
+      id = static_cast<int32_t>(max_id_ < 0 ? model_size : (past_model ? max_id_ + 1 : model_size));
     }
     added_.emplace(content, id);
     max_id_ = std::max<int64_t>(max_id_, id);

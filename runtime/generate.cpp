@@ -28,8 +28,8 @@ llm_stop_reason generate(Session &session, std::string_view prompt, const Genera
   session.stop_reason = LLM_STOP_NONE;
 
   if (!stream.reset(options.stops, options.n_stops))
-    fail_argument("at most " + std::to_string(TextStream::kMaxStopStrings) + " stop strings of at most " +
-                  std::to_string(TextStream::kMaxStopLength) + " bytes each are supported");
+    fail_argument("stop strings must be valid UTF-8, at most " + std::to_string(TextStream::kMaxStopStrings) +
+                  " of them, each at most " + std::to_string(TextStream::kMaxStopLength) + " bytes");
 
   // Prompt: special tokens (BOS) are added only at the start of a context.
   if (!prompt.empty() || session.n_tokens() == 0) {

@@ -3,7 +3,11 @@
 // a strict total order (value descending, id ascending) before any prefix is
 // taken or walked, sums run in a fixed order, and exp() is computed from basic
 // IEEE operations instead of the C library (whose expf differs in the last
-// bit between vendors).
+// bit between vendors). Bit-identical weights also need the compiler not to
+// fuse a * b + c into FMAs (GCC does by default for C++ wherever FMA exists,
+// e.g. -march=native or AArch64): build this file with -ffp-contract=off.
+// Without it a weight can move by one ulp, which changes a draw only if the
+// uniform number falls within that ulp of a boundary.
 #include "runtime/sampler.h"
 
 #include <algorithm>
@@ -31,61 +35,59 @@ uint64_t splitmix64(uint64_t &state) {
 inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
 // ---------------------------------------------------------------------------
-// exp(-d) for d >= 0 (d = +inf included; NaN gives 0), rounded to float. With x = -d:
-// range reduction x = n ln2 + r with |r| <= ln2/2, a degree-9 Taylor
-// polynomial (relative error < 1e-11, far below float resolution) and an exact
-// scaling by 2^n built from bits. No branches and no floating-point selects
-// (which compilers will not vectorise under the default -ftrapping-math), so
-// loops over the vocabulary vectorise.
-inline float exp_neg(double d) {
-  // fabs: d is >= 0 but may be -0 (max -0 against +0), and the clamp below
-  // relies on the sign bit of x being set; it also turns any NaN into one
-  // that the clamp catches on every platform.
-  double x = -std::fabs(d);
-  // Below -110 the result is under half the smallest float subnormal: clamp
-  // there (keeping the reduction valid; -inf becomes 0 too). For negative
-  // floats the bit pattern, read as a signed integer, grows with magnitude,
-  // so an integer comparison decides, and an integer mask selects.
-  constexpr double kFloor = -110.0;
-  const float xf = static_cast<float>(x);
-  const float floor_f = static_cast<float>(kFloor);
+// exp(-d) for d >= 0 (d = +inf included; NaN gives 0), in float arithmetic.
+// With x = -d: range reduction x = n ln2 + r with |r| <= ln2/2, a degree-7
+// Taylor polynomial (truncation error ~5e-9, so a few float ulp in all) and
+// an exact scaling by 2^n built from bits. No branches and no floating-point
+// selects (which compilers will not vectorise under the default
+// -ftrapping-math), so loops over the vocabulary vectorise, 4 lanes wide.
+inline float exp_neg(float d) {
+  // fabs: d may be -0 (a max of -0 against +0), and the clamp below relies on
+  // the sign bit of x being set; NaN becomes one the clamp catches too.
+  float x = -std::fabs(d);
+  // Below -87 the result would be under FLT_MIN: such weights are set to 0
+  // (keeping subnormals, and so flush-to-zero settings, out of the picture).
+  // For negative floats the bit pattern read as a signed integer grows with
+  // magnitude, so an integer comparison decides and an integer mask selects.
+  constexpr float kFloor = -87.0f;
   int32_t xi, floor_i;
-  std::memcpy(&xi, &xf, sizeof xi);
-  std::memcpy(&floor_i, &floor_f, sizeof floor_i);
-  const uint64_t below = 0 - static_cast<uint64_t>(xi > floor_i);
-  uint64_t xb, floor_b;
-  std::memcpy(&xb, &x, sizeof xb);
-  std::memcpy(&floor_b, &kFloor, sizeof floor_b);
-  xb = (xb & ~below) | (floor_b & below);
+  std::memcpy(&xi, &x, sizeof xi);
+  std::memcpy(&floor_i, &kFloor, sizeof floor_i);
+  const uint32_t below = 0u - static_cast<uint32_t>(xi > floor_i);
+  const uint32_t xb = (static_cast<uint32_t>(xi) & ~below) | (static_cast<uint32_t>(floor_i) & below);
   std::memcpy(&x, &xb, sizeof x);
 
-  constexpr double kLog2e = 1.4426950408889634;
-  constexpr double kLn2Hi = 6.93147180369123816490e-01;  // low bits zero: n*hi exact
-  constexpr double kLn2Lo = 1.90821492927058770002e-10;
-  // Adding 1.5 * 2^52 rounds x / ln2 to the nearest integer n and leaves n in
+  constexpr float kLog2e = 1.44269504f;
+  constexpr float kLn2Hi = 0.693359375f;  // few mantissa bits: n * hi is exact
+  constexpr float kLn2Lo = -2.12194440e-4f;
+  // Adding 1.5 * 2^23 rounds x / ln2 to the nearest integer n and leaves n in
   // the low bits of the sum.
-  constexpr double kShift = 6755399441055744.0;
-  const double shifted = x * kLog2e + kShift;
-  const double n = shifted - kShift;
-  const double r = (x - n * kLn2Hi) - n * kLn2Lo;
-  double p = 1.0 / 362880.0;  // 1/9!
-  p = p * r + 1.0 / 40320.0;
-  p = p * r + 1.0 / 5040.0;
-  p = p * r + 1.0 / 720.0;
-  p = p * r + 1.0 / 120.0;
-  p = p * r + 1.0 / 24.0;
-  p = p * r + 1.0 / 6.0;
-  p = p * r + 0.5;
-  p = p * r + 1.0;
-  p = p * r + 1.0;
-  // 2^n: the low 12 bits of (bits + 1023) are n + 1023 (n >= -159), which the
+  constexpr float kShift = 12582912.0f;
+  const float shifted = x * kLog2e + kShift;
+  const float n = shifted - kShift;
+  const float r = (x - n * kLn2Hi) - n * kLn2Lo;
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  // 2^n: the low 9 bits of (bits + 127) are n + 127 (n >= -126), which the
   // shift moves into the exponent field.
-  uint64_t bits;
+  uint32_t bits;
   std::memcpy(&bits, &shifted, sizeof bits);
-  bits = (bits + 1023) << 52;
-  double scale;
+  bits = (bits + 127) << 23;
+  float scale;
   std::memcpy(&scale, &bits, sizeof scale);
-  return static_cast<float>(p * scale);
+  const float e = p * scale;
+  uint32_t eb;
+  std::memcpy(&eb, &e, sizeof eb);
+  eb &= ~below;
+  float result;
+  std::memcpy(&result, &eb, sizeof result);
+  return result;
 }
 
 // NaN would break the strict ordering the selection relies on, and +inf would
@@ -161,14 +163,13 @@ int32_t argmax(const float *values, int32_t n) {
 }
 
 // Replaces the values of ids[0, n) by their softmax weights exp((v - max) / T)
-// (unnormalised: the best token weighs 1) and returns their sum, taken in the
-// order of ids.
-double to_weights(const int32_t *ids, size_t n, double max, double inv_temperature,
-                  float *values) {
+// (unnormalised: the best token weighs exactly 1) and returns their sum, taken
+// in the order of ids.
+double to_weights(const int32_t *ids, size_t n, float max, float temperature, float *values) {
   double total = 0.0;
   for (size_t j = 0; j < n; ++j) {
     float &v = values[ids[j]];
-    v = exp_neg((max - static_cast<double>(v)) * inv_temperature);
+    v = exp_neg((max - v) / temperature);
     total += v;
   }
   return total;
@@ -176,29 +177,39 @@ double to_weights(const int32_t *ids, size_t n, double max, double inv_temperatu
 
 // The same over the whole vocabulary, summed by sum_all. Two loops, so the
 // first (the exps) vectorises.
-double to_weights_all(size_t n, double max, double inv_temperature, float *values) {
-  for (size_t i = 0; i < n; ++i)
-    values[i] = exp_neg((max - static_cast<double>(values[i])) * inv_temperature);
+double to_weights_all(size_t n, float max, float temperature, float *values) {
+  for (size_t i = 0; i < n; ++i) values[i] = exp_neg((max - values[i]) / temperature);
   return sum_all(values, n);
 }
 
-// Writes the ids whose value is >= bound to ids, in id order; returns how
-// many. Branch-free: every id is written, and kept only by advancing.
-size_t gather_at_least(const float *values, size_t n, double bound, int32_t *ids) {
-  size_t m = 0;
-  for (size_t i = 0; i < n; ++i) {
-    ids[m] = static_cast<int32_t>(i);
-    m += static_cast<double>(values[i]) >= bound;
-  }
-  return m;
-}
-
-// Counts the values[0, n) above bound: a loop the compiler vectorises, used
-// to skip whole blocks of a scan.
-inline size_t count_above(const float *values, size_t n, float bound) {
-  size_t count = 0;
+// Counts the values[0, n) above (or at least) bound: loops the compiler
+// vectorises, used to skip whole blocks of a scan. (32-bit counts: as wide as
+// a float lane, so no widening in the loop.)
+inline uint32_t count_above(const float *values, size_t n, float bound) {
+  uint32_t count = 0;
   for (size_t j = 0; j < n; ++j) count += values[j] > bound;
   return count;
+}
+
+inline uint32_t count_at_least(const float *values, size_t n, float bound) {
+  uint32_t count = 0;
+  for (size_t j = 0; j < n; ++j) count += values[j] >= bound;
+  return count;
+}
+
+// Writes the ids whose value is >= bound to ids, in id order; returns how
+// many. Survivors are usually few, so blocks without any are skipped after a
+// vectorised count.
+size_t gather_at_least(const float *values, size_t n, float bound, int32_t *ids) {
+  constexpr size_t kBlock = 32;
+  size_t m = 0;
+  for (size_t i = 0; i < n; i += kBlock) {
+    const size_t end = std::min(n, i + kBlock);
+    if (count_at_least(values + i, end - i, bound) == 0) continue;
+    for (size_t j = i; j < end; ++j)
+      if (values[j] >= bound) ids[m++] = static_cast<int32_t>(j);
+  }
+  return m;
 }
 
 // Leaves the k best ids (by ByValueDesc) in ids[0, k), best first. A heap of
@@ -218,7 +229,7 @@ void select_top_k(const float *values, size_t n, size_t k, int32_t *ids) {
     std::push_heap(ids, ids + k, order);
     worst = values[ids[0]];
   };
-  constexpr size_t kBlock = 64;
+  constexpr size_t kBlock = 32;
   for (size_t i = k; i < n; i += kBlock) {
     const size_t end = std::min(n, i + kBlock);
     if (count_above(values + i, end - i, worst) == 0) continue;
@@ -230,14 +241,16 @@ void select_top_k(const float *values, size_t n, size_t k, int32_t *ids) {
 // Limits shared by top-p and min-p, in weight units.
 struct Cutoffs {
   double mass;    // top-p: keep the shortest prefix whose weight reaches this
-  double min_w;   // min-p: keep weights >= this
+  float min_w;    // min-p: keep weights >= this
 };
 
-Cutoffs make_cutoffs(const SamplerParams &p, double total, double w_max) {
+// The best candidate weighs exactly 1 (exp(0)), so min-p's bound is min_p
+// itself, and comparisons against it are exact in float and double alike.
+Cutoffs make_cutoffs(const SamplerParams &p, double total) {
   Cutoffs c;
   c.mass = p.top_p < 1.0f ? static_cast<double>(p.top_p) * total
                           : std::numeric_limits<double>::infinity();
-  c.min_w = p.min_p > 0.0f ? static_cast<double>(p.min_p) * w_max : 0.0;
+  c.min_w = p.min_p > 0.0f ? p.min_p : 0.0f;
   return c;
 }
 
@@ -317,10 +330,9 @@ int32_t Sampler::sample(const float *logits, const SamplerParams &params,
 // Top-k path: only k candidates are ordered and weighed.
 size_t Sampler::keep_top_k(size_t k, const SamplerParams &params) {
   select_top_k(probs_, static_cast<size_t>(vocab_size_), k, ids_);
-  const double max = probs_[ids_[0]];
-  const double total = to_weights(ids_, k, max, 1.0 / params.temperature, probs_);
+  const double total = to_weights(ids_, k, probs_[ids_[0]], params.temperature, probs_);
   if (!(total > 0.0)) return 1;  // every logit -inf: the first (lowest id) one
-  const Cutoffs c = make_cutoffs(params, total, probs_[ids_[0]]);
+  const Cutoffs c = make_cutoffs(params, total);
   const size_t kept = cut_sorted(ids_, k, probs_, c);
   return kept > 0 ? kept : k;
 }
@@ -329,15 +341,15 @@ size_t Sampler::keep_top_k(size_t k, const SamplerParams &params) {
 // then drops the tail without sorting, and only the survivors are ordered,
 // and only when top-p needs an order.
 size_t Sampler::keep_full(size_t n_vocab, const SamplerParams &params) {
-  const double max = max_value(probs_, n_vocab);
-  const double total = to_weights_all(n_vocab, max, 1.0 / params.temperature, probs_);
-  if (!(total > 0.0)) {
-    ids_[0] = argmax(probs_, vocab_size_);
+  const float max = max_value(probs_, n_vocab);
+  const double total = to_weights_all(n_vocab, max, params.temperature, probs_);
+  if (!(total > 0.0)) {  // every logit -inf: all weights 0, take id 0 as greedy would
+    ids_[0] = 0;
     return 1;
   }
-  const Cutoffs c = make_cutoffs(params, total, 1.0);  // exp(0): the best weighs 1
+  const Cutoffs c = make_cutoffs(params, total);
   size_t m = n_vocab;
-  if (!(c.min_w > 0.0)) {
+  if (!(c.min_w > 0.0f)) {
     std::iota(ids_, ids_ + n_vocab, 0);
   } else {
     m = gather_at_least(probs_, n_vocab, c.min_w, ids_);

@@ -44,7 +44,7 @@ class Sampler {
   // (oldest first); only its last repeat_last_n entries are used. logits are
   // not modified. Filters apply in the order: penalty, top-k, temperature
   // softmax, top-p, min-p; then one draw. Ties in greedy mode pick the lowest
-  // id.
+  // id; greedy mode does not advance the generator.
   int32_t sample(const float *logits, const SamplerParams &params,
                  const int32_t *history, size_t n_history);
 

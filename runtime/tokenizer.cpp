@@ -25,7 +25,6 @@
 #include <array>
 #include <cstring>
 #include <new>
-#include <queue>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -643,7 +642,7 @@ struct MergeCandidate {
   int32_t result;  // id the pair merges into
 };
 
-// Lowest rank first, then leftmost: std::priority_queue pops the "largest".
+// Lowest rank first, then leftmost: the std heap functions pop the "largest".
 struct MergeOrder {
   bool operator()(const MergeCandidate &a, const MergeCandidate &b) const {
     if (a.rank != b.rank) return a.rank > b.rank;
@@ -717,13 +716,16 @@ class BpeModel {
   void init_chunking() {
     const TokenizerSpec &spec = *spec_;
     chunkable_ = spec.continuing_subword_prefix.empty() && spec.end_of_word_suffix.empty();
-    auto is_stand_in = [&](int32_t id) {
-      return id == spec.unk_id || std::find(byte_ids_.begin(), byte_ids_.end(), id) != byte_ids_.end();
-    };
+    std::vector<bool> stand_in(spec.vocab.size(), false);  // tokens that do not spell their own text
+    if (spec.unk_id >= 0) stand_in[static_cast<size_t>(spec.unk_id)] = true;
+    for (int32_t id : byte_ids_)
+      if (id >= 0) stand_in[static_cast<size_t>(id)] = true;
+    auto is_stand_in = [&](int32_t id) { return stand_in[static_cast<size_t>(id)]; };
     for (const MergeSpec &m : spec.merges) {
       if (!chunkable_) break;
       const std::string &left = spec.vocab[m.left], &right = spec.vocab[m.right], &result = spec.vocab[m.result];
-      if (is_stand_in(m.left) || is_stand_in(m.right) || result.size() != left.size() + right.size() ||
+      if (left.empty() || right.empty() || is_stand_in(m.left) || is_stand_in(m.right) ||
+          result.size() != left.size() + right.size() ||
           result.compare(0, left.size(), left) != 0 || result.compare(left.size(), right.size(), right) != 0) {
         chunkable_ = false;
         break;
@@ -969,6 +971,7 @@ void apply_decoder(const DecoderSpec &d, Tokens &tokens) {
 // (Fuse, ByteLevel) make later per-token steps see the whole text as the
 // first token, which is why `fused` widens what "first" means for them.
 std::string render_piece(const std::string &token, const std::vector<DecoderSpec> &decoders, bool first) {
+  if (token.empty()) return std::string();  // an unused id: decode() skips it too
   if (decoders.empty()) return first ? token : " " + token;  // HF joins with spaces without a decoder
   std::string t = token;
   bool fused = false;
@@ -1017,7 +1020,8 @@ struct Tokenizer::Impl {
   size_t max_piece = 0;
 
   struct Scratch {
-    std::vector<Segment> segments;
+    std::vector<Segment> segments;  // of the input, around non-normalized added tokens
+    std::vector<Segment> parts;     // of one normalized segment, around normalized added tokens
     std::vector<Piece> pieces, next_pieces;
     SplitScratch split;
     BpeScratch bpe;
@@ -1026,7 +1030,8 @@ struct Tokenizer::Impl {
   explicit Impl(TokenizerSpec s) : spec(std::move(s)) {
     validate();
     setup_added_tokens();
-    for (const PreTokenizerSpec &p : spec.pre_tokenizers) pre_tokenizers.push_back(std::make_unique<PreTokenizerStep>(p));
+    for (const PreTokenizerSpec &p : spec.pre_tokenizers)
+      pre_tokenizers.push_back(std::make_unique<PreTokenizerStep>(p));
     bpe.init(spec);
     build_pieces();
   }
@@ -1109,9 +1114,8 @@ struct Tokenizer::Impl {
   void encode_segment(std::string_view raw, bool at_start, bool parse_special, std::vector<int32_t> &ids,
                       Scratch &s) const {
     std::string normalized = apply_normalizers(spec.normalizers, raw);
-    std::vector<Segment> parts;
-    normalized_added.split(normalized, parse_special, parts);
-    for (const Segment &p : parts) {
+    normalized_added.split(normalized, parse_special, s.parts);
+    for (const Segment &p : s.parts) {
       if (p.id >= 0)
         ids.push_back(p.id);
       else

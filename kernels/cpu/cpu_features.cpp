@@ -1,6 +1,10 @@
 // Run-time selection of the SIMD path used by the CPU kernels.
 #include <atomic>
 
+#if defined(LLM_HAVE_X86) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#endif
+
 #include "kernels/cpu/kernels_impl.h"
 
 namespace llm::cpu {
@@ -9,10 +13,12 @@ namespace {
 
 bool cpu_has_avx2() {
 #if defined(LLM_HAVE_X86) && (defined(__GNUC__) || defined(__clang__))
-  // libgcc's checks include OS support for the YMM state (XGETBV).
+  // The compiler runtime's checks include OS support for the YMM state
+  // (XGETBV). Not every compiler knows "f16c" there, so read CPUID for it.
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-         __builtin_cpu_supports("f16c");
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return false;
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C) != 0;
 #else
   return false;
 #endif

@@ -1,12 +1,15 @@
 // AVX2/FMA matmul bodies (see matmul.cpp for the task split).
 //
-//  n <= kMaxDotTokens (decode): every weight row is streamed once and dotted
-//  with the few token rows; weights are converted to fp32 in registers.
+//  n <= kMaxDotTokens (decode, short prompts): every weight row is streamed
+//  once and dotted with all n token rows; weights are converted to fp32 in
+//  registers. Memory-bound, so the aim is bandwidth: several rows in flight.
 //
 //  larger n (prefill): 16 weight rows x kKc columns are converted and
 //  transposed into a packed panel (16 KiB on the stack, stays in L1), then a
 //  6-token x 16-row register-blocked kernel (12 accumulators) sweeps every
-//  token over it. Each weight is read and converted once per call.
+//  token over it. Each weight is read and converted once per call; the
+//  packing cost is amortised over the n tokens, which is why small n takes
+//  the dot path instead.
 #include <algorithm>
 
 #include "kernels/cpu/avx2_util.h"
@@ -21,35 +24,20 @@ using avx2::WBF16;
 using avx2::WF16;
 using avx2::WF32;
 
-#ifndef KB_MAXDOT
-#define KB_MAXDOT 8
-#endif
-constexpr int64_t kMaxDotTokens = KB_MAXDOT;
-#ifndef KB_NV
-#define KB_NV 2
-#define KB_MR 6
-#define KB_KC 256
-#endif
-constexpr int kNv = KB_NV;             // vectors per panel row
+constexpr int64_t kMaxDotTokens = 8;
+constexpr int kNv = 2;               // vectors per panel row
 constexpr int64_t kPanel = 8 * kNv;  // weight rows per packed panel
-constexpr int64_t kKc = KB_KC;    // k columns per packed panel
-constexpr int kMr = KB_MR;          // tokens per register block
+constexpr int64_t kKc = 256;         // k columns per packed panel
+constexpr int kMr = 6;               // tokens per register block (2*6 accumulators)
 
 // ---- decode: dot products -------------------------------------------------
 
-#ifndef KB_PF
-#define KB_PF 0
-#endif
-#ifndef KB_R
-#define KB_R 1
-#endif
-
-// out[t][j] for NT tokens and R weight rows at a time over [j0, j1). Each
-// converted weight vector is reused NT times; U vectors per step keep at
-// least four accumulators live to hide FMA latency.
-template <class W, int NT, int R>
+// out[t][j] for NT tokens, R weight rows at a time, U vectors per row per
+// step. Each converted weight vector is reused NT times; R*NT*U >= 4
+// accumulators hide FMA latency, and R > 1 streams several rows at once,
+// which measurably raises the bandwidth one core draws from memory.
+template <class W, int NT, int R, int U>
 void dot_rows(const MatmulArgs &a, int64_t j0, int64_t j1) {
-  constexpr int U = NT * R >= 4 ? 1 : 4 / (NT * R);  // vectors per unrolled step
   const auto *w = static_cast<const typename W::T *>(a.W);
   const int64_t k = a.k;
   const float *x[NT];
@@ -65,8 +53,7 @@ void dot_rows(const MatmulArgs &a, int64_t j0, int64_t j1) {
     int64_t i = 0;
     for (; i + 8 * U <= k; i += 8 * U) {
 #pragma GCC unroll 4
-      for (int r = 0; r < R; ++r) {
-        if (KB_PF) _mm_prefetch(reinterpret_cast<const char *>(wr[r] + i) + KB_PF, _MM_HINT_T0);
+      for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
         for (int u = 0; u < U; ++u) {
           const __m256 wv = W::load8(wr[r] + i + 8 * u);
@@ -74,14 +61,12 @@ void dot_rows(const MatmulArgs &a, int64_t j0, int64_t j1) {
           for (int t = 0; t < NT; ++t)
             acc[r][t][u] = _mm256_fmadd_ps(_mm256_loadu_ps(x[t] + i + 8 * u), wv, acc[r][t][u]);
         }
-      }
     }
-    for (; i + 8 <= k; i += 8) {
+    for (; i + 8 <= k; i += 8)
       for (int r = 0; r < R; ++r) {
         const __m256 wv = W::load8(wr[r] + i);
         for (int t = 0; t < NT; ++t) acc[r][t][0] = _mm256_fmadd_ps(_mm256_loadu_ps(x[t] + i), wv, acc[r][t][0]);
       }
-    }
     for (int r = 0; r < R; ++r)
       for (int t = 0; t < NT; ++t) {
         __m256 s = acc[r][t][0];
@@ -92,21 +77,21 @@ void dot_rows(const MatmulArgs &a, int64_t j0, int64_t j1) {
       }
   }
   if constexpr (R > 1) {
-    if (j < j1) dot_rows<W, NT, 1>(a, j, j1);
+    if (j < j1) dot_rows<W, NT, 1, 4>(a, j, j1);  // leftover rows
   }
 }
 
 template <class W>
 void dot_rows_any(const MatmulArgs &a, int64_t j0, int64_t j1) {
   switch (a.n) {
-    case 1: return dot_rows<W, 1, KB_R>(a, j0, j1);
-    case 2: return dot_rows<W, 2, 1>(a, j0, j1);
-    case 3: return dot_rows<W, 3, 1>(a, j0, j1);
-    case 4: return dot_rows<W, 4, 1>(a, j0, j1);
-    case 5: return dot_rows<W, 5, 1>(a, j0, j1);
-    case 6: return dot_rows<W, 6, 1>(a, j0, j1);
-    case 7: return dot_rows<W, 7, 1>(a, j0, j1);
-    default: return dot_rows<W, 8, 1>(a, j0, j1);
+    case 1: return dot_rows<W, 1, 4, 1>(a, j0, j1);
+    case 2: return dot_rows<W, 2, 2, 2>(a, j0, j1);
+    case 3: return dot_rows<W, 3, 1, 2>(a, j0, j1);
+    case 4: return dot_rows<W, 4, 1, 2>(a, j0, j1);
+    case 5: return dot_rows<W, 5, 1, 1>(a, j0, j1);
+    case 6: return dot_rows<W, 6, 1, 1>(a, j0, j1);
+    case 7: return dot_rows<W, 7, 1, 1>(a, j0, j1);
+    default: return dot_rows<W, 8, 1, 1>(a, j0, j1);
   }
 }
 
@@ -207,6 +192,8 @@ void panel_kernel(const float *panel, int64_t kc, const float *x, int64_t ldx,
     }
 }
 
+// Runs the last `left` (< kMr) tokens through the kernel instantiated for
+// exactly that many, so no accumulator is wasted on missing tokens.
 template <int MR>
 void sweep_tail(const float *panel, int64_t kc, const float *x, int64_t ldx, float *out, int64_t ldo,
                 int64_t cols, const float *init, int64_t left) {

@@ -30,16 +30,21 @@ void softmax_scalar(float *x, int64_t n) {
 }  // namespace detail
 
 void rmsnorm(const float *x, const float *w, int64_t n, int64_t dim, float eps, float *out) {
-  // The mean of squares is accumulated in double: it costs nothing next to
-  // the matmuls and removes any concern about rounding for large dim. `out`
-  // may alias `x` (each row is read fully before it is written).
+  // The mean of squares is accumulated in double (four partial sums, to
+  // shorten the dependency chain): it costs nothing next to the matmuls and
+  // removes any concern about rounding for large dim. `out` may alias `x`
+  // (each row is read fully before it is written).
   for (int64_t r = 0; r < n; ++r) {
     const float *xr = x + r * dim;
     float *orow = out + r * dim;
-    double ss = 0;
-    for (int64_t i = 0; i < dim; ++i) ss += static_cast<double>(xr[i]) * xr[i];
+    double s[4] = {0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 4 <= dim; i += 4)
+      for (int l = 0; l < 4; ++l) s[l] += static_cast<double>(xr[i + l]) * xr[i + l];
+    for (; i < dim; ++i) s[0] += static_cast<double>(xr[i]) * xr[i];
+    const double ss = (s[0] + s[1]) + (s[2] + s[3]);
     const float inv = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(dim) + eps));
-    for (int64_t i = 0; i < dim; ++i) orow[i] = xr[i] * inv * w[i];
+    for (i = 0; i < dim; ++i) orow[i] = xr[i] * inv * w[i];
   }
 }
 

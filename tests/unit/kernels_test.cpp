@@ -339,7 +339,7 @@ TEST(Matmul, AgainstReferenceAllShapes) {
   bool bias = false;
   for (DType t : {DType::F32, DType::F16, DType::BF16})
     for (int64_t k : {1, 7, 31, 384, 1000, 1027})
-      for (int64_t n : {1, 2, 3, 4, 5, 17, 64})
+      for (int64_t n : {1, 2, 3, 4, 5, 8, 9, 17, 64})
         for (int64_t m : {1, 5, 130}) {
           check_matmul(pool, {t, n, k, m, bias}, rng);
           bias = !bias;
@@ -349,12 +349,13 @@ TEST(Matmul, AgainstReferenceAllShapes) {
 
 TEST(Matmul, PanelAndTaskBoundaries) {
   // Row counts around the 16-row panels and the 16..64-row tasks, token
-  // counts around the 6-token register blocks, k around the 256-column tiles.
+  // counts around the 6-token register blocks and the 8-token dot path, k
+  // around the 256-column tiles.
   std::mt19937 rng(99);
   for (int threads : {1, 2, 4}) {
     ThreadPool pool(threads);
     for (int64_t m : {15, 16, 17, 63, 64, 65, 257})
-      for (int64_t n : {6, 7, 12, 13})
+      for (int64_t n : {6, 7, 8, 9, 12, 13})
         for (int64_t k : {255, 256, 257, 513}) {
           check_matmul(pool, {DType::BF16, n, k, m, (m + n) % 2 == 0}, rng);
           if (HasFatalFailure()) return;

@@ -181,7 +181,7 @@ TEST(Sampler, SameSeedSameSequenceDifferentSeedsDiffer) {
 // degrees of freedom used (about 27.9 for 7).
 TEST(Sampler, FrequenciesFollowTemperedSoftmax) {
   const std::vector<float> logits = {1.0f, 0.2f, -0.5f, 2.0f, 0.0f, 1.5f, -1.0f, 0.7f};
-  const int n = 200000;
+  const int n = 100000;
   for (float t : {0.5f, 1.0f, 2.0f}) {
     Fixture f(static_cast<int32_t>(logits.size()));
     const auto counts = histogram(f, logits, plain(t), n, 5);
@@ -248,7 +248,7 @@ TEST(Sampler, TopKTopPMinPKeepExactlyTheExpectedSets) {
       {3, 1.0f, 0.4f, {3, 1}},
       {3, 0.99f, 0.05f, {3, 1, 0}},
   };
-  for (int32_t vocab : {4, 64, 3000}) {
+  for (int32_t vocab : {4, 64, 1000}) {
     const auto logits = known_distribution(vocab);
     Fixture f(vocab);
     for (const Case &c : cases) {
@@ -256,7 +256,7 @@ TEST(Sampler, TopKTopPMinPKeepExactlyTheExpectedSets) {
       p.top_k = c.top_k;
       p.top_p = c.top_p;
       p.min_p = c.min_p;
-      EXPECT_EQ(drawn(histogram(f, logits, p, 1000, 3)), c.kept)
+      EXPECT_EQ(drawn(histogram(f, logits, p, 600, 3)), c.kept)
           << "vocab " << vocab << " top_k " << c.top_k << " top_p " << c.top_p << " min_p "
           << c.min_p;
     }
@@ -267,19 +267,19 @@ TEST(Sampler, TopKTopPMinPKeepExactlyTheExpectedSets) {
 // lowest 90% of the ids (ties are ordered by id), which takes several rounds
 // of the growing partial sort.
 TEST(Sampler, TopPOnFlatLargeVocabularyKeepsLowestIds) {
-  const int32_t vocab = 20000;
+  const int32_t vocab = 5000;
   const std::vector<float> logits(vocab, 0.25f);
   SamplerParams p = plain(0.8f);
   p.top_p = 0.9f;
   Fixture f(vocab);
   f.sampler.seed(17);
   int32_t highest = 0;
-  for (int i = 0; i < 300; ++i) {
+  for (int i = 0; i < 200; ++i) {
     const int32_t id = f.sampler.sample(logits.data(), p, nullptr, 0);
-    ASSERT_LT(id, 18000);
+    ASSERT_LT(id, 4500);
     highest = std::max(highest, id);
   }
-  EXPECT_GT(highest, 17000);
+  EXPECT_GT(highest, 4200);
 }
 
 // Logits from integer arithmetic only, so they are the same everywhere.
@@ -400,8 +400,8 @@ TEST(Sampler, TimePerCall) {
     SamplerParams p;
     p.top_k = top_k;
     double best = 1e30;
-    for (int batch = 0; batch < 10; ++batch) {
-      const int n = 50;
+    for (int batch = 0; batch < 5; ++batch) {
+      const int n = 40;
       const auto t0 = std::chrono::steady_clock::now();
       for (int i = 0; i < n; ++i) f.sampler.sample(logits.data(), p, nullptr, 0);
       const std::chrono::duration<double, std::micro> dt = std::chrono::steady_clock::now() - t0;

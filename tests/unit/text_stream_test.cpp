@@ -366,5 +366,22 @@ TEST(TextStream, FuzzMatchesReferenceAndStaysValid) {
   }
 }
 
+// Pieces far over max_piece_bytes get cut, so only validity and memory safety
+// are checked here (the sanitizer build catches any out-of-bounds write).
+TEST(TextStream, FuzzOversizePiecesStayValid) {
+  std::mt19937 gen(99);
+  for (int iter = 0; iter < 300; ++iter) {
+    Feeder f(1 + gen() % 8);
+    ASSERT_TRUE(f.set_stops({"\xE2\x82\xAC\xE2\x82\xAC"}));
+    for (int piece = 0; piece < 20 && !f.stopped; ++piece) {
+      std::string bytes(gen() % 3000, '\0');
+      const char euro_and_a[] = "\xE2\x82\xAC" "a";
+      for (char &c : bytes) c = gen() % 4 == 0 ? static_cast<char>(gen() % 256) : euro_and_a[gen() % 4];
+      f.push(bytes);
+    }
+    f.flush();
+  }
+}
+
 }  // namespace
 }  // namespace llm

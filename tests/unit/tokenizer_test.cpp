@@ -152,7 +152,9 @@ TEST_P(EvalTexts, FirstIdsMatchReference) {
   double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   std::printf("[ speed    ] %s: %zu bytes -> %zu ids in %.1f ms (%.1f MB/s)\n", GetParam().c_str(), text.size(),
               ids.size(), ms, text.size() / ms / 1000.0);
-  EXPECT_LT(ms, 1000.0) << "encoding should take well under a second";
+#if defined(__OPTIMIZE__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+  EXPECT_LT(ms, 1000.0) << "encoding 400 KB should take well under a second";  // unoptimized builds are exempt
+#endif
 
   std::vector<int64_t> expected = llm::test::load_npy(ids_path).ints();
   ASSERT_GE(ids.size(), expected.size());
@@ -194,24 +196,6 @@ TEST(TokenizerBehaviour, InvalidUtf8IsReadAsReplacementCharacters) {
   EXPECT_EQ(llama->encode("\xef\xbf\xbd\xef\xbf\xbd abc \xef\xbf\xbd", false), expected);
 }
 
-TEST(TokenizerBehaviour, ArbitraryBytesNeverCrash) {
-  std::mt19937 rng(1234);
-  for (const char *family : {"llama2", "gpt2", "llama3-style", "qwen2-style"}) {
-    const llm::Tokenizer *tok = family_tokenizer(family);
-    if (tok == nullptr) continue;
-    for (int round = 0; round < 300; ++round) {
-      std::string bytes(rng() % 64, '\0');
-      for (char &c : bytes) c = static_cast<char>(rng() % 256);
-      if (round % 3 == 0) bytes += std::string("\0<s>\0", 5);
-      for (bool parse_special : {true, false}) {
-        Ids ids = tok->encode(bytes, true, parse_special);
-        std::string text = decode(*tok, ids);
-        EXPECT_NO_THROW((void)json(text).dump()) << family << ": decode must produce valid UTF-8";
-      }
-    }
-  }
-}
-
 TEST(TokenizerBehaviour, NulBytesAreEncoded) {
   REQUIRE_FAMILY(llama, "llama2");
   std::string text("a\0b", 3);
@@ -245,6 +229,8 @@ TEST(TokenizerBehaviour, TokenToPieceGivesRawBytes) {
 
 // Streaming: the pieces of a text's tokens concatenate to its decoded text.
 TEST(TokenizerBehaviour, PiecesConcatenateToDecodedText) {
+  if (family_tokenizer("llama2") == nullptr)
+    GTEST_SKIP() << "tokenizers/ not found (LLM_SHARED_DIR=" << LLM_SHARED_DIR << ")";
   for (const char *family : {"llama2", "gpt2", "llama3-style", "qwen2-style"}) {
     const llm::Tokenizer *tok = family_tokenizer(family);
     if (tok == nullptr) continue;
@@ -340,7 +326,8 @@ json synthetic_model(const json &options) {
     add(name);
   }
   for (size_t i = 0; i < chars.size();) {
-    size_t len = (static_cast<unsigned char>(chars[i]) < 0x80) ? 1 : (static_cast<unsigned char>(chars[i]) < 0xE0 ? 2 : 3);
+    unsigned char lead = static_cast<unsigned char>(chars[i]);
+    size_t len = lead < 0x80 ? 1 : (lead < 0xE0 ? 2 : 3);  // the list holds 1-3 byte characters only
     add(chars.substr(i, len));
     i += len;
   }
@@ -630,6 +617,34 @@ TEST(SyntheticPipelines, MatchHuggingFace) {
     }
   }
   std::printf("[ cases    ] synthetic pipelines: %zu/%zu cases match\n", passed, total);
+}
+
+// Random bytes (invalid UTF-8, NULs, special-token strings) through every
+// shared and synthetic pipeline: no crash, and decoding yields valid UTF-8.
+TEST(TokenizerBehaviour, ArbitraryBytesNeverCrash) {
+  std::vector<std::unique_ptr<llm::Tokenizer>> owned;
+  std::vector<const llm::Tokenizer *> tokenizers;
+  for (const char *family : {"llama2", "gpt2", "llama3-style", "qwen2-style"})
+    if (const llm::Tokenizer *tok = family_tokenizer(family)) tokenizers.push_back(tok);
+  for (const SyntheticConfig &config : kSyntheticConfigs) {
+    owned.push_back(
+        std::make_unique<llm::Tokenizer>(llm::parse_hf_tokenizer(synthetic_tokenizer_json(config.overrides))));
+    tokenizers.push_back(owned.back().get());
+  }
+  std::mt19937 rng(1234);
+  for (const llm::Tokenizer *tok : tokenizers) {
+    for (int round = 0; round < 100; ++round) {
+      std::string bytes(rng() % 64, '\0');
+      for (char &c : bytes) c = static_cast<char>(rng() % 256);
+      if (round % 3 == 0) bytes += std::string("\0<s>\0 [x]", 10);
+      for (bool parse_special : {true, false}) {
+        Ids ids = tok->encode(bytes, true, parse_special);
+        for (int32_t id : ids) ASSERT_TRUE(id >= 0 && id < tok->vocab_size());
+        std::string text = decode(*tok, ids);
+        EXPECT_NO_THROW((void)json(text).dump()) << "decode must produce valid UTF-8";
+      }
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------
