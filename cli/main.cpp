@@ -15,6 +15,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "llm.h"
@@ -238,28 +239,25 @@ int cmd_tokenize(const Args &a) {
 
 // ---- perplexity -------------------------------------------------------------------
 
-// Negative log-likelihood of `target` under the softmax of `logits` (double).
-double nll(const float *logits, int32_t vocab, llm_token target) {
+// log-softmax of one row of logits, in double.
+void log_softmax(const float *logits, int32_t vocab, std::vector<double> &out) {
   double mx = logits[0];
   for (int32_t i = 1; i < vocab; ++i) mx = std::max(mx, static_cast<double>(logits[i]));
   double sum = 0;
   for (int32_t i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(logits[i]) - mx);
-  return std::log(sum) + mx - logits[target];
+  const double lse = std::log(sum) + mx;
+  out.resize(static_cast<size_t>(vocab));
+  for (int32_t i = 0; i < vocab; ++i) out[i] = logits[i] - lse;
 }
 
-int cmd_perplexity(const Args &a) {
-  llm_model *model = load_model(a);
-  if (!a.has("-f")) die("-f TEXT is required");
-  std::vector<llm_token> ids = tokenize(model, read_file(a.str("-f")), true, LLM_TOKENIZE_DEFAULT);
-  long long max_tokens = a.integer("--max-tokens", 0);
-  if (max_tokens > 0 && ids.size() > static_cast<size_t>(max_tokens)) ids.resize(static_cast<size_t>(max_tokens));
-  const long long ctx = a.integer("--ctx", 512), stride = a.integer("--stride", ctx - 1);
-  if (ctx < 2 || stride < 1 || stride > ctx - 1) die("need --ctx >= 2 and 1 <= --stride <= ctx - 1");
-  if (ids.size() < 2) die("the text is too short to score");
+int32_t argmax(const float *x, int32_t n) {
+  int32_t best = 0;
+  for (int32_t i = 1; i < n; ++i)
+    if (x[i] > x[best]) best = i;
+  return best;
+}
 
-  llm_model_info info;
-  info.struct_size = sizeof info;
-  check(llm_model_get_info(model, &info), "model info");
+llm_session *logits_session(llm_model *model, long long ctx) {
   llm_session_params sp;
   llm_session_params_init(&sp);
   sp.n_ctx = static_cast<int32_t>(ctx);
@@ -267,42 +265,154 @@ int cmd_perplexity(const Args &a) {
   sp.logits_all = 1;
   llm_session *session = nullptr;
   check(llm_session_create(model, &sp, &session), "creating the session");
+  return session;
+}
 
-  // Windows start at 0, stride, 2*stride, ...; each is evaluated from an empty
-  // context and scores only targets no earlier window scored.
-  double total = 0;
-  size_t scored = 0, windows = 0;
+// Scores a text window by window. Default windowing (as the reference files):
+// windows of --ctx ids starting every --stride ids, each evaluated from an
+// empty context, scoring only targets no earlier window scored.
+// --score-second-half (llama.cpp's perplexity tool): non-overlapping windows
+// of --ctx ids, the first id of each replaced by BOS, scoring only the second
+// half of each window. With --kld-ref, the same windows run through a
+// reference model too, and the KL divergence KL(ref || model) of the next-token
+// distributions and the agreement of their top-1 tokens are reported.
+int cmd_perplexity(const Args &a) {
+  llm_model *model = load_model(a);
+  if (!a.has("-f")) die("-f TEXT is required");
+  std::vector<llm_token> ids = tokenize(model, read_file(a.str("-f")), true, LLM_TOKENIZE_DEFAULT);
+  long long max_tokens = a.integer("--max-tokens", 0);
+  if (max_tokens > 0 && ids.size() > static_cast<size_t>(max_tokens)) ids.resize(static_cast<size_t>(max_tokens));
+  const bool second_half = a.has("--score-second-half");
+  const long long ctx = a.integer("--ctx", 512);
+  const long long stride = second_half ? ctx : a.integer("--stride", ctx - 1);
+  const long long max_windows = a.integer("--chunks", 0);
+  if (ctx < 4 || stride < 1 || (!second_half && stride > ctx - 1)) die("need --ctx >= 4 and 1 <= --stride <= ctx - 1");
+  if (ids.size() < 2) die("the text is too short to score");
+
+  llm_model_info info;
+  info.struct_size = sizeof info;
+  check(llm_model_get_info(model, &info), "model info");
+  llm_session *session = logits_session(model, ctx);
+  llm_model *ref = nullptr;
+  llm_session *ref_session = nullptr;
+  if (a.has("--kld-ref")) {
+    llm_model_params mp;
+    llm_model_params_init(&mp);
+    mp.n_threads = static_cast<int32_t>(a.integer("--threads", a.integer("-t", 0)));
+    check(llm_model_load(a.str("--kld-ref").c_str(), &mp, &ref), "loading the reference model");
+    llm_model_info ri;
+    ri.struct_size = sizeof ri;
+    check(llm_model_get_info(ref, &ri), "reference model info");
+    if (ri.vocab_size != info.vocab_size) die("--kld-ref: the reference model has another vocabulary");
+    ref_session = logits_session(ref, ctx);
+  }
+
+  double total = 0, ref_total = 0;
+  std::vector<double> kld;
+  size_t scored = 0, windows = 0, same_top1 = 0;
   long long next_target = 1;
+  std::vector<double> lp, lq;
+  std::vector<llm_token> window;
   auto t0 = Clock::now();
   for (size_t start = 0; start + 1 < ids.size(); start += static_cast<size_t>(stride)) {
-    size_t len = std::min(static_cast<size_t>(ctx), ids.size() - start);
+    if (max_windows > 0 && static_cast<long long>(windows) >= max_windows) break;
+    const size_t len = std::min(static_cast<size_t>(ctx), ids.size() - start);
+    if (second_half && len < static_cast<size_t>(ctx)) break;  // whole windows only, as llama.cpp
+    window.assign(ids.begin() + static_cast<long>(start), ids.begin() + static_cast<long>(start + len));
+    if (second_half && info.bos_token >= 0) window[0] = info.bos_token;
     check(llm_session_reset(session), "reset");
-    check(llm_session_eval(session, ids.data() + start, len), "eval");
+    check(llm_session_eval(session, window.data(), len), "eval");
+    if (ref_session) {
+      check(llm_session_reset(ref_session), "reset");
+      check(llm_session_eval(ref_session, window.data(), len), "eval (reference)");
+    }
     for (size_t j = 0; j + 1 < len; ++j) {
-      long long target = static_cast<long long>(start + j + 1);
-      if (target < next_target) continue;
-      total += nll(llm_session_logits_at(session, static_cast<int32_t>(j)), info.vocab_size, ids[start + j + 1]);
+      const long long target = static_cast<long long>(start + j + 1);
+      if (second_half ? j < len / 2 : target < next_target) continue;
+      const float *logits = llm_session_logits_at(session, static_cast<int32_t>(j));
+      const llm_token want = ids[start + j + 1];
+      log_softmax(logits, info.vocab_size, lq);
+      total -= lq[want];
+      if (ref_session) {
+        const float *ref_logits = llm_session_logits_at(ref_session, static_cast<int32_t>(j));
+        log_softmax(ref_logits, info.vocab_size, lp);
+        ref_total -= lp[want];
+        double kl = 0;
+        for (int32_t v = 0; v < info.vocab_size; ++v) kl += std::exp(lp[v]) * (lp[v] - lq[v]);
+        kld.push_back(std::max(kl, 0.0));
+        same_top1 += argmax(logits, info.vocab_size) == argmax(ref_logits, info.vocab_size);
+      }
       ++scored;
       next_target = target + 1;
     }
     ++windows;
     if (start + len >= ids.size()) break;
   }
-  double dt = seconds_since(t0);
-  double ppl = std::exp(total / static_cast<double>(scored));
+  if (scored == 0) die("no tokens scored (text shorter than one window?)");
+  const double dt = seconds_since(t0);
+  const double ppl = std::exp(total / static_cast<double>(scored));
+  double kld_mean = 0, kld_p99 = 0, top1 = 0, ref_ppl = 0;
+  if (ref_session) {
+    for (double k : kld) kld_mean += k;
+    kld_mean /= static_cast<double>(kld.size());
+    std::vector<double> sorted = kld;
+    std::sort(sorted.begin(), sorted.end());
+    kld_p99 = sorted[std::min(sorted.size() - 1, static_cast<size_t>(0.99 * static_cast<double>(sorted.size())))];
+    top1 = static_cast<double>(same_top1) / static_cast<double>(scored);
+    ref_ppl = std::exp(ref_total / static_cast<double>(scored));
+  }
   if (a.has("--json")) {
     std::printf("{\"perplexity\": %.6f, \"mean_nll\": %.8f, \"tokens_scored\": %zu, \"windows\": %zu, "
-                "\"seconds\": %.3f}\n", ppl, total / scored, scored, windows, dt);
+                "\"seconds\": %.3f", ppl, total / static_cast<double>(scored), scored, windows, dt);
+    if (ref_session)
+      std::printf(", \"ref_perplexity\": %.6f, \"kld_mean\": %.6g, \"kld_p99\": %.6g, \"top1_agreement\": %.6f",
+                  ref_ppl, kld_mean, kld_p99, top1);
+    std::printf("}\n");
   } else {
-    std::printf("perplexity: %.4f (%zu tokens scored in %zu windows of %lld, %.1f s, %.0f tok/s)\n", ppl,
-                scored, windows, ctx, dt, (windows * ctx) / dt);
+    std::printf("perplexity: %.4f (%zu tokens scored in %zu windows of %lld, %.1f s)\n", ppl, scored, windows, ctx, dt);
+    if (ref_session)
+      std::printf("reference perplexity: %.4f\nKL divergence vs reference: mean %.6f, p99 %.6f\n"
+                  "same top-1 token: %.2f%%\n", ref_ppl, kld_mean, kld_p99, 100 * top1);
   }
+  llm_session_free(ref_session);
+  llm_model_free(ref);
   llm_session_free(session);
   llm_model_free(model);
   return 0;
 }
 
 // ---- bench -------------------------------------------------------------------------
+
+// Read bandwidth of this machine with n threads: each thread sums its part of
+// a buffer much larger than the caches; the best of a few passes counts.
+double measure_read_bandwidth(int n_threads) {
+  const size_t bytes = size_t{1} << 30;
+  const size_t words = bytes / sizeof(uint64_t);
+  std::vector<uint64_t> buf(words);
+  for (size_t i = 0; i < words; i += 512) buf[i] = i;  // touch every page
+  std::vector<uint64_t> sink(static_cast<size_t>(n_threads) * 8);
+  double best = 0;
+  for (int pass = 0; pass < 3; ++pass) {
+    auto t0 = Clock::now();
+    std::vector<std::thread> threads;
+    for (int t = 0; t < n_threads; ++t) {
+      threads.emplace_back([&, t] {
+        const size_t lo = words / n_threads * t, hi = t + 1 == n_threads ? words : words / n_threads * (t + 1);
+        uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (size_t i = lo; i + 4 <= hi; i += 4) {
+          s0 += buf[i];
+          s1 += buf[i + 1];
+          s2 += buf[i + 2];
+          s3 += buf[i + 3];
+        }
+        sink[static_cast<size_t>(t) * 8] = s0 + s1 + s2 + s3;
+      });
+    }
+    for (std::thread &th : threads) th.join();
+    best = std::max(best, static_cast<double>(bytes) / seconds_since(t0));
+  }
+  return best;
+}
 
 int cmd_bench(const Args &a) {
   auto t_load = Clock::now();
@@ -313,14 +423,15 @@ int cmd_bench(const Args &a) {
   llm_model_info info;
   info.struct_size = sizeof info;
   check(llm_model_get_info(model, &info), "model info");
+  if (n_prompt + n_gen > info.context_length) die("-p + -n exceeds the model's context length");
   llm_session_params sp;
   llm_session_params_init(&sp);
-  sp.n_ctx = static_cast<int32_t>(std::min<long long>(n_prompt + n_gen, info.context_length));
-  if (n_prompt + n_gen > info.context_length) die("-p + -n exceeds the model's context length");
-  uint64_t session_bytes = 0;
-  check(llm_session_memory_required(model, &sp, &session_bytes), "session memory");
+  sp.n_ctx = static_cast<int32_t>(n_prompt + n_gen);
   llm_session *session = nullptr;
   check(llm_session_create(model, &sp, &session), "creating the session");
+  llm_session_info si;
+  si.struct_size = sizeof si;
+  check(llm_session_get_info(session, &si), "session info");
 
   // Deterministic pseudo-random prompt ids (content does not change speed).
   std::vector<llm_token> prompt(static_cast<size_t>(n_prompt));
@@ -337,26 +448,39 @@ int cmd_bench(const Args &a) {
   check(llm_session_eval(session, prompt.data(), prompt.size()), "prefill");
   llm_token tok = 0;
   check(llm_session_sample(session, &gp, &tok), "sample");
-  double prefill_s = seconds_since(t0);
+  const double prefill_s = seconds_since(t0);
   auto t1 = Clock::now();
   for (long long i = 0; i < n_gen; ++i) {
     check(llm_session_eval(session, &tok, 1), "decode");
     check(llm_session_sample(session, &gp, &tok), "sample");
   }
-  double decode_s = seconds_since(t1);
-  double prefill_tps = n_prompt / prefill_s, decode_tps = n_gen / decode_s;
-  uint64_t peak = peak_rss_bytes();
+  const double decode_s = seconds_since(t1);
+  const double prefill_tps = n_prompt / prefill_s, decode_tps = n_gen / decode_s;
+  const uint64_t peak = peak_rss_bytes();
+  // Roofline: bytes that must be read per decoded token (weights, plus the KV
+  // cache at the mean context length) against the machine's read bandwidth.
+  const int threads = static_cast<int>(a.integer("--threads", a.integer("-t", 0)));
+  const int bw_threads = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const double kv_read = static_cast<double>(si.kv_bytes) * (n_prompt + n_gen / 2.0) / static_cast<double>(si.n_ctx);
+  const double bytes_per_token = static_cast<double>(info.decode_bytes_per_token) + kv_read;
+  const double bandwidth = a.has("--no-bandwidth") ? 0 : measure_read_bandwidth(bw_threads);
+  const double roofline = bandwidth > 0 ? decode_tps * bytes_per_token / bandwidth : 0;
   if (a.has("--json")) {
-    std::printf("{\"model\": \"%s\", \"n_prompt\": %lld, \"n_gen\": %lld, \"prefill_tok_s\": %.2f, "
-                "\"decode_tok_s\": %.2f, \"ttft_ms\": %.2f, \"load_ms\": %.2f, \"model_bytes\": %" PRIu64
-                ", \"session_bytes\": %" PRIu64 ", \"peak_rss_bytes\": %" PRIu64 "}\n",
-                info.name, n_prompt, n_gen, prefill_tps, decode_tps, prefill_s * 1e3, load_s * 1e3,
-                info.weights_bytes, session_bytes, peak);
+    std::printf("{\"model\": \"%s\", \"weights\": \"%s\", \"n_prompt\": %lld, \"n_gen\": %lld, "
+                "\"prefill_tok_s\": %.2f, \"decode_tok_s\": %.2f, \"ttft_ms\": %.2f, \"load_ms\": %.2f, "
+                "\"model_bytes\": %" PRIu64 ", \"kv_bytes\": %" PRIu64 ", \"session_bytes\": %" PRIu64
+                ", \"peak_rss_bytes\": %" PRIu64 ", \"bytes_per_token\": %.0f, \"read_bandwidth_bytes_s\": %.0f, "
+                "\"decode_roofline_fraction\": %.4f}\n",
+                info.name, info.weights_type, n_prompt, n_gen, prefill_tps, decode_tps, prefill_s * 1e3, load_s * 1e3,
+                info.weights_bytes, si.kv_bytes, si.memory_bytes, peak, bytes_per_token, bandwidth, roofline);
   } else {
-    std::printf("model %s: prefill %lld tokens %.1f tok/s (time to first token %.1f ms), decode %lld tokens "
-                "%.2f tok/s\nload %.1f ms, weights %.1f MB, session %.1f MB, peak RSS %.1f MB\n",
-                info.name, n_prompt, prefill_tps, prefill_s * 1e3, n_gen, decode_tps, load_s * 1e3,
-                info.weights_bytes / 1e6, session_bytes / 1e6, peak / 1e6);
+    std::printf("model %s (%s): prefill %lld tokens %.1f tok/s (time to first token %.1f ms), decode %lld tokens "
+                "%.2f tok/s\n", info.name, info.weights_type, n_prompt, prefill_tps, prefill_s * 1e3, n_gen, decode_tps);
+    std::printf("load %.1f ms, weights %.1f MB, KV cache %.1f MB, session %.1f MB, peak RSS %.1f MB\n", load_s * 1e3,
+                info.weights_bytes / 1e6, si.kv_bytes / 1e6, si.memory_bytes / 1e6, peak / 1e6);
+    if (bandwidth > 0)
+      std::printf("decode reads %.1f MB/token; read bandwidth %.2f GB/s (%d threads): %.1f%% of the roofline\n",
+                  bytes_per_token / 1e6, bandwidth / 1e9, bw_threads, 100 * roofline);
   }
   llm_session_free(session);
   llm_model_free(model);
@@ -370,8 +494,9 @@ void usage(FILE *out) {
       "             [--min-p 0.05] [--repeat-penalty 1.0] [--seed 0] [--stop STR] [--ctx N] [--no-echo]\n"
       "  info       -m MODEL\n"
       "  tokenize   -m MODEL (-p TEXT | -f FILE) [--no-special] [--no-bos] [--pieces]\n"
-      "  perplexity -m MODEL -f TEXT [--ctx 512] [--stride 511] [--max-tokens N] [--json]\n"
-      "  bench      -m MODEL [-p 128] [-n 64] [--json]\n"
+      "  perplexity -m MODEL -f TEXT [--ctx 512] [--stride 511] [--max-tokens N] [--chunks N]\n"
+      "             [--score-second-half] [--kld-ref REF_MODEL] [--json]\n"
+      "  bench      -m MODEL [-p 128] [-n 64] [--json] [--no-bandwidth]\n"
       "common: [-t|--threads N] [--no-verify]\n",
       out);
 }
@@ -385,7 +510,8 @@ int main(int argc, char **argv) {
   }
   std::string cmd = argv[1];
   const std::vector<std::string> flags = {"--json", "--no-special", "--no-bos", "--pieces", "--no-verify",
-                                          "--ignore-eos", "--no-echo"};
+                                          "--ignore-eos", "--no-echo",
+                                          "--score-second-half", "--no-bandwidth"};
   if (cmd == "-h" || cmd == "--help" || cmd == "help") {
     usage(stdout);
     return 0;

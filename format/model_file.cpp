@@ -322,7 +322,51 @@ uint64_t hash_segment(const uint8_t *base, const TensorInfo &t) {
   return h;
 }
 
+// Validates the quantization parameters of a tensor (or their absence).
+void read_quant(const fb::Tensor *ft, TensorInfo &t, uint64_t lo, uint64_t hi, uint64_t file_size) {
+  const bool quantized = t.dtype == DType::I8 || t.dtype == DType::I4;
+  const fb::QuantParams *q = ft->quant();
+  if (!quantized) {
+    if (q && q->group_size() != 0) fail_format("tensor " + t.name + ": float tensor with quantization parameters");
+    return;
+  }
+  if (!q || q->group_size() == 0) fail_format("tensor " + t.name + ": quantized tensor without group size");
+  const uint32_t g = q->group_size();
+  if (t.shape.size() != 2 || g % 32 != 0 || g > (1u << 16) || t.shape[1] % g != 0)
+    fail_format("tensor " + t.name + ": group size " + std::to_string(g) +
+                " must be a multiple of 32 dividing the columns of a 2-D tensor");
+  if (q->scale_dtype() != fb::DType::F16)
+    fail(LLM_ERR_UNSUPPORTED, "tensor " + t.name + ": scale type " + std::to_string(static_cast<int>(q->scale_dtype())) +
+                                  " is not supported by this reader (f16 only)");
+  t.quant.group_size = g;
+  t.quant.scale_dtype = DType::F16;
+  if (!q->scales()) fail_format("tensor " + t.name + ": no scales segment");
+  t.quant.scales_offset = q->scales()->offset();
+  t.quant.scales_size = q->scales()->size();
+  if (q->zeros()) {
+    t.quant.zeros_offset = q->zeros()->offset();
+    t.quant.zeros_size = q->zeros()->size();
+  }
+  check_range("scales of tensor " + t.name, t.quant.scales_offset, t.quant.scales_size, lo, hi, file_size);
+  if (t.quant.zeros_size != 0)
+    check_range("zero points of tensor " + t.name, t.quant.zeros_offset, t.quant.zeros_size, lo, hi, file_size);
+  if (t.quant.scales_size != quant_scales_bytes(t.shape[0], t.shape[1], g))
+    fail_format("tensor " + t.name + ": scales segment has " + std::to_string(t.quant.scales_size) + " bytes, expected " +
+                std::to_string(quant_scales_bytes(t.shape[0], t.shape[1], g)));
+  if (t.quant.zeros_size != 0 && t.quant.zeros_size != quant_zeros_bytes(t.shape[0], t.shape[1], g))
+    fail_format("tensor " + t.name + ": zero-point segment has " + std::to_string(t.quant.zeros_size) + " bytes");
+  if (t.quant.scales_offset % 2 != 0) fail_format("tensor " + t.name + ": scales are not 2-byte aligned");
+}
+
 }  // namespace
+
+uint64_t quant_scales_bytes(int64_t rows, int64_t cols, uint32_t group_size) {
+  return group_size ? static_cast<uint64_t>(rows) * static_cast<uint64_t>(cols / group_size) * 2 : 0;
+}
+
+uint64_t quant_zeros_bytes(int64_t rows, int64_t cols, uint32_t group_size) {
+  return group_size ? static_cast<uint64_t>(rows) * static_cast<uint64_t>(cols / group_size) : 0;
+}
 
 uint64_t TensorInfo::elements() const {
   uint64_t n = 1;
@@ -359,19 +403,30 @@ void ModelWriter::pad_to(uint64_t alignment) {
   while (pos_ < target) write_raw(zeros, static_cast<size_t>(std::min<uint64_t>(target - pos_, sizeof zeros)));
 }
 
-void ModelWriter::begin_tensor(const std::string &name, DType dtype, std::vector<int64_t> shape) {
+void ModelWriter::begin_tensor(const std::string &name, DType dtype, std::vector<int64_t> shape,
+                               QuantSpec quant) {
   if (in_tensor_) fail(LLM_ERR_INTERNAL, "begin_tensor(" + name + ") inside another tensor");
   for (const TensorInfo &t : tensors_)
     if (t.name == name) fail(LLM_ERR_INTERNAL, "tensor " + name + " written twice");
+  const bool quantized = dtype == DType::I8 || dtype == DType::I4;
+  if (quantized != (quant.group_size != 0))
+    fail(LLM_ERR_INTERNAL, "tensor " + name + ": group size given for a float type or missing for " +
+                               dtype_name(dtype));
+  if (quantized && (shape.size() != 2 || quant.group_size % 32 != 0 || shape[1] % quant.group_size != 0))
+    fail(LLM_ERR_INTERNAL, "tensor " + name + ": quantized tensors are 2-D with rows divisible into groups "
+                           "that are a multiple of 32");
   pad_to(kTensorAlignment);
   TensorInfo t;
   t.name = name;
   t.dtype = dtype;
   t.shape = std::move(shape);
   t.offset = pos_;
+  t.quant.group_size = quant.group_size;
   tensors_.push_back(std::move(t));
   XXH3_64bits_reset(static_cast<XXH3_state_t *>(hash_state_));
   in_tensor_ = true;
+  part_ = Part::Data;
+  zero_points_ = quant.zero_points;
 }
 
 void ModelWriter::write(const void *data, size_t bytes) {
@@ -380,13 +435,54 @@ void ModelWriter::write(const void *data, size_t bytes) {
   write_raw(data, bytes);
 }
 
-void ModelWriter::end_tensor() {
+// Records the size of the part just written and checks it against the shape.
+void ModelWriter::close_part() {
   TensorInfo &t = tensors_.back();
-  t.size = pos_ - t.offset;
-  uint64_t expected = dtype_bytes(t.dtype, t.elements());
-  if (t.size != expected)
-    fail(LLM_ERR_INTERNAL, "tensor " + t.name + ": wrote " + std::to_string(t.size) +
-                               " bytes, shape needs " + std::to_string(expected));
+  uint64_t expected = 0, got = 0;
+  const int64_t rows = t.shape.empty() ? 0 : t.shape[0], cols = t.shape.size() > 1 ? t.shape[1] : 1;
+  switch (part_) {
+    case Part::Data:
+      t.size = got = pos_ - t.offset;
+      expected = dtype_bytes(t.dtype, t.elements());
+      break;
+    case Part::Scales:
+      t.quant.scales_size = got = pos_ - t.quant.scales_offset;
+      expected = quant_scales_bytes(rows, cols, t.quant.group_size);
+      break;
+    case Part::Zeros:
+      t.quant.zeros_size = got = pos_ - t.quant.zeros_offset;
+      expected = quant_zeros_bytes(rows, cols, t.quant.group_size);
+      break;
+  }
+  if (got != expected)
+    fail(LLM_ERR_INTERNAL, "tensor " + t.name + ": wrote " + std::to_string(got) + " bytes of a part that needs " +
+                               std::to_string(expected));
+}
+
+void ModelWriter::begin_scales() {
+  if (!in_tensor_ || part_ != Part::Data || tensors_.back().quant.group_size == 0)
+    fail(LLM_ERR_INTERNAL, "begin_scales() outside a quantized tensor's data");
+  close_part();
+  pad_to(64);
+  tensors_.back().quant.scales_offset = pos_;
+  part_ = Part::Scales;
+}
+
+void ModelWriter::begin_zeros() {
+  if (!in_tensor_ || part_ != Part::Scales || !zero_points_)
+    fail(LLM_ERR_INTERNAL, "begin_zeros() must follow the scales of an asymmetric tensor");
+  close_part();
+  pad_to(64);
+  tensors_.back().quant.zeros_offset = pos_;
+  part_ = Part::Zeros;
+}
+
+void ModelWriter::end_tensor() {
+  if (!in_tensor_) fail(LLM_ERR_INTERNAL, "end_tensor() outside a tensor");
+  TensorInfo &t = tensors_.back();
+  const Part last = t.quant.group_size == 0 ? Part::Data : zero_points_ ? Part::Zeros : Part::Scales;
+  if (part_ != last) fail(LLM_ERR_INTERNAL, "tensor " + t.name + ": scales or zero points missing");
+  close_part();
   t.checksum = XXH3_64bits_digest(static_cast<XXH3_state_t *>(hash_state_));
   in_tensor_ = false;
 }
@@ -568,31 +664,32 @@ void ModelFile::parse(Verify verify) {
       t.checksum = ft->checksum();
       check_range("tensor " + t.name, t.offset, t.size, h.data_offset, data_end, size_);
       if (t.offset % 64 != 0) fail_format("tensor " + t.name + ": offset " + hex(t.offset) + " is not 64-byte aligned");
-      if (const fb::QuantParams *q = ft->quant()) {
-        if (q->group_size() != 0)
-          fail(LLM_ERR_UNSUPPORTED, "tensor " + t.name + ": quantized storage is not supported by this reader");
-      }
-      if (t.dtype == DType::I8 || t.dtype == DType::I4)
-        fail(LLM_ERR_UNSUPPORTED, "tensor " + t.name + ": storage type " + dtype_name(t.dtype) +
-                                      " is not supported by this reader");
+      read_quant(ft, t, h.data_offset, data_end, size_);
       uint64_t expected = dtype_bytes(t.dtype, elements);
       if (t.size != expected)
         fail_format("tensor " + t.name + ": " + std::to_string(t.size) + " bytes, but shape and type need " +
                     std::to_string(expected));
       if (!by_name_.emplace(t.name, tensors_.size()).second)
         fail_format("tensor " + t.name + " appears twice in the tensor table");
-      weights_bytes_ += t.size;
+      weights_bytes_ += t.size + t.quant.scales_size + t.quant.zeros_size;
       tensors_.push_back(std::move(t));
     }
   }
-  // Tensor segments must not overlap: a crafted file could otherwise alias them.
-  std::vector<const TensorInfo *> sorted;
-  for (const TensorInfo &t : tensors_) sorted.push_back(&t);
-  std::sort(sorted.begin(), sorted.end(),
-            [](const TensorInfo *a, const TensorInfo *b) { return a->offset < b->offset; });
-  for (size_t i = 1; i < sorted.size(); ++i)
-    if (sorted[i - 1]->offset + sorted[i - 1]->size > sorted[i]->offset)
-      fail_format("tensors " + sorted[i - 1]->name + " and " + sorted[i]->name + " overlap");
+  // Segments must not overlap: a crafted file could otherwise alias them.
+  struct Seg {
+    uint64_t offset, size;
+    const std::string *name;
+  };
+  std::vector<Seg> segs;
+  for (const TensorInfo &t : tensors_) {
+    segs.push_back({t.offset, t.size, &t.name});
+    if (t.quant.scales_size) segs.push_back({t.quant.scales_offset, t.quant.scales_size, &t.name});
+    if (t.quant.zeros_size) segs.push_back({t.quant.zeros_offset, t.quant.zeros_size, &t.name});
+  }
+  std::sort(segs.begin(), segs.end(), [](const Seg &a, const Seg &b) { return a.offset < b.offset; });
+  for (size_t i = 1; i < segs.size(); ++i)
+    if (segs[i - 1].offset + segs[i - 1].size > segs[i].offset)
+      fail_format("tensors " + *segs[i - 1].name + " and " + *segs[i].name + " overlap");
 
   if (verify == Verify::Full) verify_checksums();
 }

@@ -75,8 +75,23 @@ struct TensorInfo {
   uint64_t elements() const;
 };
 
+// Quantized tensors (I8 / I4): `group_size` elements of a row share one f16
+// scale (and, when asymmetric, one zero point). See kernels/cpu/quant.h for
+// the byte layout of the values.
+struct QuantSpec {
+  uint32_t group_size = 0;   // 0: not quantized
+  bool zero_points = false;  // asymmetric
+};
+
+// Bytes of the scale and zero-point segments of a quantized [rows][cols] tensor.
+uint64_t quant_scales_bytes(int64_t rows, int64_t cols, uint32_t group_size);
+uint64_t quant_zeros_bytes(int64_t rows, int64_t cols, uint32_t group_size);
+
 // Streams a model file to disk. Usage: open, then for each tensor
-// begin_tensor / write (any number of times) / end_tensor, then finish.
+// begin_tensor / write (any number of times) / end_tensor, then finish. A
+// quantized tensor writes its values, then begin_scales() and the scales, then
+// (asymmetric) begin_zeros() and the zero points, each part in any number of
+// write() calls.
 // Writes to PATH.tmp and renames on finish, so a failed conversion never
 // leaves a plausible-looking file behind.
 class ModelWriter {
@@ -86,8 +101,11 @@ class ModelWriter {
   ModelWriter(const ModelWriter &) = delete;
   ModelWriter &operator=(const ModelWriter &) = delete;
 
-  void begin_tensor(const std::string &name, DType dtype, std::vector<int64_t> shape);
+  void begin_tensor(const std::string &name, DType dtype, std::vector<int64_t> shape,
+                    QuantSpec quant = QuantSpec());
   void write(const void *data, size_t bytes);
+  void begin_scales();
+  void begin_zeros();
   void end_tensor();
   void finish(const ModelMetadata &meta, const TokenizerSpec &tokenizer);
 
@@ -102,6 +120,9 @@ class ModelWriter {
   uint64_t pos_ = 0;
   std::vector<TensorInfo> tensors_;
   bool in_tensor_ = false;
+  enum class Part { Data, Scales, Zeros } part_ = Part::Data;
+  bool zero_points_ = false;
+  void close_part();
   void *hash_state_ = nullptr;  // XXH3_state_t
   bool finished_ = false;
 };
@@ -125,6 +146,8 @@ class ModelFile {
   const std::vector<TensorInfo> &tensors() const { return tensors_; }
   const TensorInfo *find(const std::string &name) const;
   const uint8_t *data(const TensorInfo &t) const { return base_ + t.offset; }
+  // Bytes at a validated offset (scales and zero points of quantized tensors).
+  const uint8_t *data_at(uint64_t offset) const { return base_ + offset; }
   uint64_t size() const { return size_; }
   uint64_t weights_bytes() const { return weights_bytes_; }
 

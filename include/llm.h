@@ -123,9 +123,13 @@ typedef struct llm_model_info {
   llm_token bos_token;        /* -1 if none */
   llm_token eos_token;        /* first end-of-sequence token, -1 if none */
   int32_t vocab_only;         /* 1 if the file has no weights */
+  uint64_t decode_bytes_per_token; /* weight bytes read to decode one token */
+  const char *weights_type;   /* storage of most weight bytes: "f32", "bf16", "int4"...; owned by the model */
 } llm_model_info;
 
-/* Fill *info (set info->struct_size first, or use sizeof). Thread-safe. */
+/* Fill *info. Set info->struct_size = sizeof *info first: only that many
+ * bytes are written, so programs built against an older header keep working.
+ * Thread-safe. */
 LLM_API llm_status llm_model_get_info(const llm_model *model, llm_model_info *info);
 
 /* Non-zero if `token` ends generation for this model. Thread-safe. */
@@ -202,6 +206,19 @@ LLM_API void llm_session_free(llm_session *session);
 
 /* Forget every token in the context (the reserved memory is kept). */
 LLM_API llm_status llm_session_reset(llm_session *session);
+
+typedef struct llm_session_info {
+  size_t struct_size;
+  int32_t n_ctx;              /* context capacity in tokens */
+  int32_t n_batch;            /* largest forward step */
+  int32_t n_tokens;           /* tokens in the context now */
+  uint64_t kv_bytes;          /* KV cache size */
+  uint64_t memory_bytes;      /* everything the session reserved (= llm_session_memory_required) */
+} llm_session_info;
+
+/* Fill *info (set info->struct_size = sizeof *info first, as for
+ * llm_model_get_info). */
+LLM_API llm_status llm_session_get_info(const llm_session *session, llm_session_info *info);
 
 /* Number of tokens currently in the context. */
 LLM_API llm_status llm_session_n_tokens(const llm_session *session, size_t *n_out);
@@ -290,6 +307,24 @@ LLM_API int llm_session_stop_reason(const llm_session *session);
  * continue its sequence. */
 LLM_API llm_status llm_session_sample(llm_session *session, const llm_generate_params *params,
                                       llm_token *out);
+
+/* ---- Chat templates -------------------------------------------------------- */
+
+typedef struct llm_chat_message {
+  const char *role;     /* "system", "user", "assistant", ... (NUL-terminated UTF-8) */
+  const char *content;  /* NUL-terminated UTF-8 */
+} llm_chat_message;
+
+/* Render `messages` with the model's chat template (the Jinja template stored
+ * from tokenizer_config.json), as transformers' apply_chat_template does;
+ * add_generation_prompt != 0 appends the assistant turn's opening. Buffer
+ * rules as llm_detokenize (LLM_ERR_BUFFER_TOO_SMALL reports the size needed).
+ * LLM_ERR_UNSUPPORTED if the model has no template or it uses Jinja features
+ * outside the supported subset; LLM_ERR_INVALID_ARGUMENT if the template
+ * raises an error (e.g. roles in the wrong order). Thread-safe. */
+LLM_API llm_status llm_chat_apply_template(const llm_model *model, const llm_chat_message *messages,
+                                           size_t n, int add_generation_prompt, char *buf,
+                                           size_t capacity, size_t *len_out);
 
 #ifdef __cplusplus
 }

@@ -21,7 +21,12 @@ struct Weight {
   int64_t rows = 0;
   int64_t cols = 0;       // 1 for vectors
   const void *data = nullptr;
+  // Group-quantized types (I8, I4): see kernels/cpu/quant.h for the layout.
+  int64_t group = 0;
+  const uint16_t *scales = nullptr;  // f16
+  const void *zeros = nullptr;       // nullptr: symmetric
   bool present() const { return data != nullptr; }
+  bool quantized() const { return dtype == DType::I8 || dtype == DType::I4; }
 };
 
 // fp32 activations in backend memory: `rows` rows of `cols` floats, row
@@ -66,13 +71,16 @@ class Backend {
   virtual void free(void *p) = 0;
   // Scratch floats the attention op needs for a context of n_ctx positions.
   virtual size_t attention_scratch_floats(int64_t n_ctx) const = 0;
+  // Scratch bytes matmul needs for up to n rows of at most k inputs (e.g. the
+  // activations quantized to int8 for quantized weights).
+  virtual size_t matmul_scratch_bytes(int64_t n, int64_t k) const = 0;
 
   // ---- operations (each completes before the next on the same session) ----
   // out row i = table row tokens[i] (tokens are host memory, validated).
   virtual void embed(const Weight &table, const int32_t *tokens, int64_t n, Act out) = 0;
   virtual void rmsnorm(Act x, const Weight &w, float eps, Act out) = 0;
-  // out = x · Wᵀ (+ bias)
-  virtual void matmul(Act x, const Weight &w, const Weight *bias, Act out) = 0;
+  // out = x · Wᵀ (+ bias); scratch holds matmul_scratch_bytes(x.rows, x.cols).
+  virtual void matmul(Act x, const Weight &w, const Weight *bias, Act out, void *scratch) = 0;
   // Rotates each row's n_heads heads; cos/sin are host arrays [rows][head_dim/2].
   virtual void rope(Act x, int64_t n_heads, int64_t head_dim, const float *cos, const float *sin) = 0;
   // Stores rows of k and v (each [n][n_kv_heads*head_dim]) at positions pos0.. of `layer`.

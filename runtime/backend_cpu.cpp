@@ -5,6 +5,7 @@
 
 #include "format/error.h"
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/quant.h"
 #include "runtime/backend.h"
 #include "runtime/host_memory.h"
 #include "runtime/thread_pool.h"
@@ -24,7 +25,16 @@ class CpuBackend final : public Backend {
     w.rows = t.shape[0];
     w.cols = t.shape.size() > 1 ? t.shape[1] : 1;
     w.data = file.data(t);
+    if (t.quant.group_size) {
+      w.group = t.quant.group_size;
+      w.scales = reinterpret_cast<const uint16_t *>(file.data_at(t.quant.scales_offset));
+      w.zeros = t.quant.zeros_size ? file.data_at(t.quant.zeros_offset) : nullptr;
+    }
     return w;
+  }
+
+  size_t matmul_scratch_bytes(int64_t n, int64_t k) const override {
+    return cpu::quantized_acts_bytes(n, (k + cpu::kActBlock - 1) / cpu::kActBlock * cpu::kActBlock);
   }
 
   void *alloc(size_t bytes) override {
@@ -40,6 +50,11 @@ class CpuBackend final : public Backend {
   }
 
   void embed(const Weight &table, const int32_t *tokens, int64_t n, Act out) override {
+    if (table.quantized()) {
+      const cpu::QuantWeight qw = quant_view(table);
+      for (int64_t i = 0; i < n; ++i) cpu::dequantize_row(qw, tokens[i], out.data + i * out.stride);
+      return;
+    }
     size_t row_bytes = dtype_bytes(table.dtype, static_cast<uint64_t>(table.cols));
     for (int64_t i = 0; i < n; ++i) {
       const uint8_t *row = static_cast<const uint8_t *>(table.data) + tokens[i] * row_bytes;
@@ -53,8 +68,13 @@ class CpuBackend final : public Backend {
                    out.data + i * out.stride);
   }
 
-  void matmul(Act x, const Weight &w, const Weight *bias, Act out) override {
+  void matmul(Act x, const Weight &w, const Weight *bias, Act out, void *scratch) override {
     const float *b = bias && bias->present() ? static_cast<const float *>(bias->data) : nullptr;
+    if (w.quantized()) {
+      cpu::quantize_acts(pool_, x.data, x.rows, x.cols, x.stride, scratch);
+      cpu::matmul_q(pool_, scratch, x.rows, quant_view(w), b, out.data, out.stride);
+      return;
+    }
     cpu::matmul(pool_, x.data, x.rows, x.cols, x.stride, w.data, w.dtype, w.rows, b, out.data,
                 out.stride);
   }
@@ -102,6 +122,18 @@ class CpuBackend final : public Backend {
   }
 
  private:
+  static cpu::QuantWeight quant_view(const Weight &w) {
+    cpu::QuantWeight q;
+    q.dtype = w.dtype;
+    q.rows = w.rows;
+    q.cols = w.cols;
+    q.group = w.group;
+    q.q = w.data;
+    q.scales = w.scales;
+    q.zeros = w.zeros;
+    return q;
+  }
+
   // Per-thread attention scratch, padded to a cache line.
   static int64_t scratch_stride(int64_t n_ctx) { return (n_ctx + 15) / 16 * 16; }
 

@@ -1,6 +1,7 @@
 // The C API (include/llm.h): argument checks, handle casts, and conversion of
 // C++ exceptions into llm_status plus a thread-local message. All logic lives
 // in the C++ classes below this layer; no exception crosses it.
+#include <algorithm>
 #include <cstring>
 #include <new>
 #include <string>
@@ -90,6 +91,20 @@ llm_status copy_out_text(const std::string &text, char *out, size_t capacity, si
   return LLM_OK;
 }
 
+// Copies a filled info struct into the caller's, no more than the caller's
+// struct_size bytes (which must cover at least the first published layout).
+template <class T>
+llm_status copy_info(const T &full, T *out, size_t min_size, const char *what) {
+  if (out->struct_size < min_size)
+    return set_error(LLM_ERR_INVALID_ARGUMENT, std::string(what) + "->struct_size is " +
+                                                   std::to_string(out->struct_size) + "; set it to sizeof(" +
+                                                   what + ")");
+  const size_t n = std::min(out->struct_size, sizeof(T));
+  std::memcpy(static_cast<void *>(out), &full, n);
+  out->struct_size = n;
+  return LLM_OK;
+}
+
 }  // namespace
 
 extern "C" {
@@ -152,8 +167,6 @@ void llm_model_free(llm_model *model) { delete model; }
 llm_status llm_model_get_info(const llm_model *model, llm_model_info *info) {
   LLM_CHECK_ARG(model, "model is NULL");
   LLM_CHECK_ARG(info, "info is NULL");
-  LLM_CHECK_ARG(info->struct_size >= sizeof(llm_model_info) || info->struct_size == 0,
-                "info->struct_size too small");
   const llm::Model &m = *model->model;
   const llm::HParams &h = m.hparams();
   llm_model_info r;
@@ -172,8 +185,9 @@ llm_status llm_model_get_info(const llm_model *model, llm_model_info *info) {
   r.bos_token = m.meta().generation.bos_id;
   r.eos_token = m.meta().generation.eos_ids.empty() ? -1 : m.meta().generation.eos_ids[0];
   r.vocab_only = m.vocab_only() ? 1 : 0;
-  *info = r;
-  return LLM_OK;
+  r.decode_bytes_per_token = m.decode_bytes_per_token();
+  r.weights_type = m.weights_type();
+  return copy_info(r, info, sizeof(llm_model_info), "llm_model_info");
 }
 
 int llm_token_is_eog(const llm_model *model, llm_token token) {
@@ -286,6 +300,21 @@ llm_status llm_session_reset(llm_session *session) {
   LLM_CHECK_ARG(session, "session is NULL");
   session->session->reset();
   return LLM_OK;
+}
+
+llm_status llm_session_get_info(const llm_session *session, llm_session_info *info) {
+  LLM_CHECK_ARG(session, "session is NULL");
+  LLM_CHECK_ARG(info, "info is NULL");
+  const llm::Session &s = *session->session;
+  llm_session_info r;
+  std::memset(&r, 0, sizeof r);
+  r.struct_size = sizeof r;
+  r.n_ctx = static_cast<int32_t>(s.n_ctx());
+  r.n_batch = static_cast<int32_t>(s.memory().n_batch);
+  r.n_tokens = static_cast<int32_t>(s.n_tokens());
+  r.kv_bytes = s.memory().kv_bytes;
+  r.memory_bytes = s.memory().total();
+  return copy_info(r, info, sizeof(llm_session_info), "llm_session_info");
 }
 
 llm_status llm_session_n_tokens(const llm_session *session, size_t *n_out) {

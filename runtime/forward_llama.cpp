@@ -9,6 +9,10 @@
 
 namespace llm {
 
+void Session::observe(int layer, ActivationObserver::Site site, const Act &a) {
+  if (observer_) observer_->observe(layer, site, a.data, a.rows, a.cols, a.stride);
+}
+
 void Session::forward(const int32_t *tokens, int64_t n, int64_t pos0, bool want_all_logits,
                       bool cancellable) {
   const HParams &h = model_.hparams();
@@ -29,22 +33,26 @@ void Session::forward(const int32_t *tokens, int64_t n, int64_t pos0, bool want_
 
     // Attention block.
     be.rmsnorm(x, l.attn_norm, h.rms_norm_eps, xb);
-    be.matmul(xb, l.wq, &l.bq, q);
-    be.matmul(xb, l.wk, &l.bk, k);
-    be.matmul(xb, l.wv, &l.bv, v);
+    observe(il, ActivationObserver::AttnInput, xb);
+    be.matmul(xb, l.wq, &l.bq, q, mm_scratch_);
+    be.matmul(xb, l.wk, &l.bk, k, mm_scratch_);
+    be.matmul(xb, l.wv, &l.bv, v, mm_scratch_);
     be.rope(q, h.num_heads, h.head_dim, rope_cos_, rope_sin_);
     be.rope(k, h.num_kv_heads, h.head_dim, rope_cos_, rope_sin_);
     be.store_kv(kv_, il, pos0, k, v);
     be.attention(kv_, il, q, h.num_heads, pos0, h.sliding_window, scale, att, att_scratch_);
-    be.matmul(att, l.wo, nullptr, xb);
+    observe(il, ActivationObserver::AttnOutput, att);
+    be.matmul(att, l.wo, nullptr, xb, mm_scratch_);
     be.add(x, xb);
 
     // MLP block: down(silu(gate(x)) * up(x)).
     be.rmsnorm(x, l.ffn_norm, h.rms_norm_eps, xb);
-    be.matmul(xb, l.gate, nullptr, gate);
-    be.matmul(xb, l.up, nullptr, up);
+    observe(il, ActivationObserver::FfnInput, xb);
+    be.matmul(xb, l.gate, nullptr, gate, mm_scratch_);
+    be.matmul(xb, l.up, nullptr, up, mm_scratch_);
     be.silu_mul(gate, up);
-    be.matmul(gate, l.down, nullptr, xb);
+    observe(il, ActivationObserver::FfnDownInput, gate);
+    be.matmul(gate, l.down, nullptr, xb, mm_scratch_);
     be.add(x, xb);
   }
 
@@ -52,7 +60,8 @@ void Session::forward(const int32_t *tokens, int64_t n, int64_t pos0, bool want_
   Act rows = want_all_logits ? x : x.slice_rows(n - 1, 1);
   Act normed = xb.slice_rows(0, rows.rows);
   be.rmsnorm(rows, w.output_norm, h.rms_norm_eps, normed);
-  be.matmul(normed, w.output, nullptr, logits_dev_.slice_rows(0, rows.rows));
+  observe(-1, ActivationObserver::HeadInput, normed);
+  be.matmul(normed, w.output, nullptr, logits_dev_.slice_rows(0, rows.rows), mm_scratch_);
 }
 
 }  // namespace llm

@@ -1,6 +1,7 @@
 // Model loading: map the file, check hyper-parameters and every tensor's
 // shape against them, bind weights to the backend, build the tokenizer.
 #include <cmath>
+#include <map>
 
 #include "format/error.h"
 #include "runtime/model.h"
@@ -36,7 +37,10 @@ std::unique_ptr<Model> Model::load(const std::string &path, const ModelOptions &
                   " tokens but the model's vocabulary is " + std::to_string(m->hparams().vocab_size));
     m->pool_ = std::make_unique<ThreadPool>(options.n_threads);
     m->backend_ = make_cpu_backend(*m->pool_);
-    if (!m->vocab_only()) m->bind_weights();
+    if (!m->vocab_only()) {
+      m->bind_weights();
+      m->account_weights();
+    }
     m->compute_rope_frequencies();
   } catch (const Error &e) {
     throw Error(e.status(), path + ": " + e.what());
@@ -132,9 +136,25 @@ void Model::bind_weights() {
     l.up = get(name("ffn_up.weight"), ffn, d);
     l.down = get(name("ffn_down.weight"), d, ffn);
   }
-  for (const Weight *w : {&weights_.token_embd, &weights_.output})
-    if (w->dtype != DType::F32 && w->dtype != DType::F16 && w->dtype != DType::BF16)
-      fail(LLM_ERR_UNSUPPORTED, std::string("embedding storage type ") + dtype_name(w->dtype) + " not supported");
+}
+
+void Model::account_weights() {
+  std::map<DType, uint64_t> by_type;
+  uint64_t total = 0;
+  for (const TensorInfo &t : file_->tensors()) {
+    const uint64_t bytes = t.size + t.quant.scales_size + t.quant.zeros_size;
+    by_type[t.dtype] += bytes;
+    total += bytes;
+    if (t.name == "token_embd.weight" && !hparams().tie_word_embeddings)
+      total -= bytes - bytes / static_cast<uint64_t>(t.shape[0]);  // one row is read per token
+  }
+  decode_bytes_per_token_ = total;
+  uint64_t most = 0;
+  for (const auto &[type, bytes] : by_type)
+    if (bytes > most) {
+      most = bytes;
+      weights_type_ = dtype_name(type);
+    }
 }
 
 // Inverse frequencies as Hugging Face computes them (in double here, to stay

@@ -52,11 +52,17 @@ class Model {
   // RoPE position multiplier (Linear scaling divides positions by its factor).
   double rope_position_scale() const { return rope_position_scale_; }
   bool is_eog(int32_t token) const;
+  // Weight bytes read to decode one token: every matrix, but a single row of
+  // an untied embedding table.
+  uint64_t decode_bytes_per_token() const { return decode_bytes_per_token_; }
+  // Storage type holding most weight bytes ("bf16", "int4", ...).
+  const char *weights_type() const { return weights_type_; }
 
  private:
   Model() = default;
   void validate_hparams() const;
   void bind_weights();
+  void account_weights();
   void compute_rope_frequencies();
 
   std::unique_ptr<ModelFile> file_;
@@ -66,6 +72,8 @@ class Model {
   ModelWeights weights_;
   std::vector<double> rope_inv_freq_;
   double rope_position_scale_ = 1.0;
+  uint64_t decode_bytes_per_token_ = 0;
+  const char *weights_type_ = "none";
 };
 
 }  // namespace llm

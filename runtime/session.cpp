@@ -42,9 +42,10 @@ Dims dims_of(const HParams &h) {
 // the reported size and the reserved memory cannot disagree.
 struct BackendBuffers {
   float *x, *xb, *q, *k, *v, *att, *gate, *up, *logits, *scratch, *kv_k, *kv_v;
+  char *mm_scratch;
 };
 uint64_t layout_backend(void *base, const Dims &dm, const SessionMemory &m, const HParams &h,
-                        size_t scratch_floats, BackendBuffers *out) {
+                        size_t scratch_floats, size_t mm_scratch_bytes, BackendBuffers *out) {
   Carver c(base);
   BackendBuffers b;
   b.x = c.take<float>(m.n_batch * dm.d);
@@ -57,6 +58,7 @@ uint64_t layout_backend(void *base, const Dims &dm, const SessionMemory &m, cons
   b.up = c.take<float>(m.n_batch * dm.ffn);
   b.logits = c.take<float>(m.n_logits * dm.vocab);
   b.scratch = c.take<float>(scratch_floats);
+  b.mm_scratch = c.take<char>(mm_scratch_bytes);
   uint64_t kv_half = KvCache::bytes(h.num_layers, h.num_kv_heads, m.n_ctx, h.head_dim) / 2 / sizeof(float);
   b.kv_k = c.take<float>(kv_half);
   b.kv_v = c.take<float>(kv_half);
@@ -84,6 +86,15 @@ uint64_t layout_host(void *base, const Dims &dm, const SessionMemory &m, size_t 
   return c.used();
 }
 
+// Matmul workspace for the widest input of any product (the MLP's down
+// projection reads intermediate_size columns).
+size_t matmul_scratch(const Model &model, const SessionMemory &m) {
+  const HParams &h = model.hparams();
+  const int64_t widest = std::max<int64_t>({int64_t{h.hidden_size}, int64_t{h.num_heads} * h.head_dim,
+                                            int64_t{h.intermediate_size}});
+  return model.backend().matmul_scratch_bytes(m.n_batch, widest);
+}
+
 size_t piece_bytes_for(const Model &model) { return model.tokenizer().max_piece_bytes() + 16; }
 
 }  // namespace
@@ -102,7 +113,8 @@ SessionMemory plan_session_memory(const Model &model, const SessionOptions &o) {
   m.n_logits = o.logits_all ? m.n_batch : 1;
   const Dims dm = dims_of(h);
   m.kv_bytes = KvCache::bytes(h.num_layers, h.num_kv_heads, m.n_ctx, h.head_dim);
-  m.backend_bytes = layout_backend(nullptr, dm, m, h, model.backend().attention_scratch_floats(m.n_ctx), nullptr);
+  m.backend_bytes = layout_backend(nullptr, dm, m, h, model.backend().attention_scratch_floats(m.n_ctx),
+                                   matmul_scratch(model, m), nullptr);
   m.activation_bytes = m.backend_bytes - m.kv_bytes;
   m.host_bytes = layout_host(nullptr, dm, m, piece_bytes_for(model), nullptr);
   m.overhead_bytes = sizeof(Session) + sizeof(Sampler) +
@@ -129,7 +141,9 @@ Session::Session(const Model &model, const SessionOptions &options)
     fail(LLM_ERR_OUT_OF_MEMORY, "cannot allocate " + std::to_string(mem_.host_bytes) + " bytes of host memory");
   }
   BackendBuffers bb;
-  layout_backend(backend_block_, dm, mem_, h, backend_.attention_scratch_floats(mem_.n_ctx), &bb);
+  layout_backend(backend_block_, dm, mem_, h, backend_.attention_scratch_floats(mem_.n_ctx),
+                 matmul_scratch(model, mem_), &bb);
+  mm_scratch_ = bb.mm_scratch;
   auto act = [&](float *p, int64_t cols) { return Act{p, mem_.n_batch, cols, cols}; };
   x_ = act(bb.x, dm.d);
   xb_ = act(bb.xb, dm.d);

@@ -16,6 +16,16 @@
 
 namespace llm {
 
+// Receives the inputs of the model's matrix products during evaluation, for
+// tools such as the converter's calibration. Requires a host-memory backend.
+class ActivationObserver {
+ public:
+  enum Site { AttnInput, AttnOutput, FfnInput, FfnDownInput, HeadInput };
+  virtual ~ActivationObserver() = default;
+  // rows x cols floats with row stride `stride`; layer is -1 for HeadInput.
+  virtual void observe(int layer, Site site, const float *x, int64_t rows, int64_t cols, int64_t stride) = 0;
+};
+
 struct SessionOptions {
   int64_t n_ctx = 0;        // 0: model context length
   int64_t n_batch = 0;      // 0: min(512, n_ctx)
@@ -62,6 +72,9 @@ class Session {
   void clear_cancel() { cancel_.store(false, std::memory_order_relaxed); }
   bool cancelled() const { return cancel_.load(std::memory_order_relaxed); }
 
+  // Not owned; nullptr to stop observing.
+  void set_observer(ActivationObserver *observer) { observer_ = observer; }
+
   Sampler &sampler() { return *sampler_; }
   TextStream &stream() { return *stream_; }
   char *piece_buffer() { return piece_buf_; }
@@ -72,6 +85,7 @@ class Session {
  private:
   void forward(const int32_t *tokens, int64_t n, int64_t pos0, bool want_all_logits, bool cancellable);
   void compute_rope_tables(int64_t pos0, int64_t n);
+  void observe(int layer, ActivationObserver::Site site, const Act &a);
 
   const Model &model_;
   SessionMemory mem_;
@@ -82,6 +96,7 @@ class Session {
   // Backend buffers.
   Act x_, xb_, q_, k_, v_, att_, gate_, up_, logits_dev_;
   float *att_scratch_ = nullptr;
+  void *mm_scratch_ = nullptr;     // matmul workspace (quantized activations)
   KvCache kv_;
   // Host buffers.
   float *logits_ = nullptr;     // n_logits x vocab
@@ -96,6 +111,7 @@ class Session {
   int64_t n_logits_valid_ = 0;  // rows of logits_ holding results of the last eval
   int64_t last_eval_n_ = 0;     // tokens in the last eval call
   std::atomic<bool> cancel_{false};
+  ActivationObserver *observer_ = nullptr;
 };
 
 }  // namespace llm
