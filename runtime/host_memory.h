@@ -1,6 +1,7 @@
-// Host memory for libllm's large, long-lived blocks (session arenas). Goes
-// through mimalloc when built with LLM_MIMALLOC. Every call is counted so tests
-// can prove that token generation allocates nothing.
+// Host memory for libllm's large, long-lived blocks (session arenas), from the
+// process's own aligned allocator: the library never imposes an allocator on
+// its host (the llm tools link mimalloc, which then serves these too). Every
+// call is counted so tests can prove that token generation allocates nothing.
 #pragma once
 
 #include <cstddef>

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds libllm with its tests and runs them all (unit, model, C API).
-# Usage: scripts/test.sh [BUILD_DIR]      (default: build)
+# Builds libllm with its tests and runs them all: the C/C++ suite (ctest: unit,
+# model, C API, examples), the Python bindings (pytest) and the Rust bindings
+# (cargo test). Usage: scripts/test.sh [BUILD_DIR]      (default: build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -9,3 +10,5 @@ jobs=$(nproc 2>/dev/null || echo 2)
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DLLM_TESTS=ON
 cmake --build "$build" -j "$jobs"
 ctest --test-dir "$build" -j "$jobs" --output-on-failure
+scripts/test_python.sh "$build"
+scripts/test_rust.sh "$build"

@@ -1,0 +1,381 @@
+"""libllm models: loading, metadata, tokenizer, chat template."""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import os
+import threading
+import weakref
+from ctypes import byref, c_size_t, c_uint64, c_void_p, sizeof
+from types import TracebackType
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence, Union
+
+from . import capi as _capi
+from ._errors import InvalidArgumentError, Status, UnsupportedError
+from ._util import TokenBuffer, TokenIds, c_string, check, int32, uint64
+
+if TYPE_CHECKING:
+    from ._session import Session
+
+_BUFFER_TOO_SMALL = int(Status.BUFFER_TOO_SMALL)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """What ``llm_model_get_info`` reports about a loaded model."""
+
+    architecture: str
+    name: str
+    vocab_size: int
+    context_length: int
+    n_layers: int
+    hidden_size: int
+    n_heads: int
+    n_kv_heads: int
+    n_params: int
+    weights_bytes: int
+    bos_token: int  # -1 if none
+    eos_token: int  # -1 if none
+    vocab_only: bool
+    #: weight bytes read to decode one token (0 if the library does not say)
+    decode_bytes_per_token: int = 0
+    #: storage of most weight bytes: "f32", "bf16", "int4"... ("" if not reported)
+    weights_type: str = ""
+
+
+def _filled(info: ctypes.Structure, field: str) -> bool:
+    """Whether the library wrote `field`: it sets struct_size to the bytes it
+    filled, which is less than ours when it predates the field."""
+    f = getattr(type(info), field)
+    return bool(info.struct_size >= f.offset + f.size)
+
+
+def _str(value: Optional[bytes]) -> str:
+    return value.decode("utf-8", "replace") if value else ""
+
+
+class _Use:
+    """Keeps the model's handle alive across one C call (see Model._maybe_free)."""
+
+    __slots__ = ("model",)
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+
+    def __enter__(self) -> int:
+        m = self.model
+        with m._state:
+            if m._closed or m._handle is None:
+                raise InvalidArgumentError(Status.INVALID_ARGUMENT, "the model is closed")
+            m._ops += 1
+            return m._handle
+
+    def __exit__(self, *exc: object) -> None:
+        m = self.model
+        with m._state:
+            m._ops -= 1
+        m._maybe_free()
+
+
+class Model:
+    """A model file mapped and validated by ``llm_model_load``.
+
+    Read-only after loading: every method may be called from any number of
+    threads at once, and any number of :class:`Session` objects may share it.
+    ``close()`` (or leaving a ``with`` block) closes the model's sessions, then
+    frees it; the C handle is released once the last call using it returns.
+    """
+
+    info: ModelInfo
+    path: str
+
+    def __init__(
+        self,
+        path: Union[str, "os.PathLike[str]"],
+        n_threads: int = 0,
+        verify: bool = True,
+        device: Optional[str] = None,
+    ) -> None:
+        """Load ``path``.
+
+        n_threads: CPU worker threads, 0 = number of online cores.
+        verify: check every tensor checksum (False: structure only, faster).
+        device: compute device, None or "cpu".
+        Raises LlmIOError (missing/unreadable file), FormatError (malformed
+        file, with what is wrong), UnsupportedError, OutOfMemoryError.
+        """
+        self._handle: Optional[int] = None
+        self._state = threading.Lock()
+        self._closed = False
+        self._ops = 0
+        self._n_sessions = 0
+        self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
+        lib = _capi.lib()
+        params = _capi.llm_model_params()
+        lib.llm_model_params_init(byref(params))
+        params.struct_size = sizeof(params)
+        params.n_threads = int32(n_threads, "n_threads")
+        params.verify = _capi.VERIFY_FULL if verify else _capi.VERIFY_NONE
+        params.device = c_string(device, "device") if device is not None else None
+        self.path = os.fspath(path)
+        c_path = os.fsencode(path)
+        if b"\0" in c_path:
+            raise InvalidArgumentError(Status.INVALID_ARGUMENT, "path contains a NUL character")
+        out = c_void_p()
+        check(lib.llm_model_load(c_path, byref(params), byref(out)))
+        self._handle = out.value
+        try:
+            info = _capi.llm_model_info()
+            info.struct_size = sizeof(info)
+            check(lib.llm_model_get_info(self._handle, byref(info)))
+            self.info = ModelInfo(
+                architecture=_str(info.architecture),
+                name=_str(info.name),
+                vocab_size=info.vocab_size,
+                context_length=info.context_length,
+                n_layers=info.n_layers,
+                hidden_size=info.hidden_size,
+                n_heads=info.n_heads,
+                n_kv_heads=info.n_kv_heads,
+                n_params=info.n_params,
+                weights_bytes=info.weights_bytes,
+                bos_token=info.bos_token,
+                eos_token=info.eos_token,
+                vocab_only=bool(info.vocab_only),
+                decode_bytes_per_token=(
+                    info.decode_bytes_per_token if _filled(info, "decode_bytes_per_token") else 0
+                ),
+                weights_type=_str(info.weights_type) if _filled(info, "weights_type") else "",
+            )
+        except BaseException:
+            lib.llm_model_free(self._handle)
+            self._handle = None
+            raise
+
+    # ---- lifetime ---------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Close every session of this model, then free the model. Idempotent."""
+        with self._state:
+            if self._closed:
+                return
+            self._closed = True
+            sessions = list(self._sessions)
+        for s in sessions:
+            s.close()
+        self._maybe_free()
+
+    def _maybe_free(self) -> None:
+        # The handle goes when the model is closed, no call is using it and no
+        # C session refers to it (a session freed later, e.g. by the garbage
+        # collector, frees the model after itself).
+        with self._state:
+            if not self._closed or self._ops or self._n_sessions or self._handle is None:
+                return
+            handle, self._handle = self._handle, None
+        _capi.lib().llm_model_free(handle)
+
+    def _use(self) -> _Use:
+        return _Use(self)
+
+    def _attach(self, session: Session) -> None:
+        with self._state:
+            self._n_sessions += 1
+            self._sessions.add(session)
+
+    def _detach(self, session: Session) -> None:
+        with self._state:
+            self._n_sessions -= 1
+            self._sessions.discard(session)
+        self._maybe_free()
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            if getattr(self, "_handle", None) is not None:
+                self.close()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        name = self.info.name if hasattr(self, "info") else "?"
+        return f"<libllm.Model {name!r} from {self.path!r} ({state})>"
+
+    # ---- tokenizer (thread-safe) ----------------------------------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        return self.info.vocab_size
+
+    def tokenize(
+        self, text: Union[str, bytes], add_special: bool = True, parse_special: bool = True
+    ) -> list[int]:
+        """Token ids of ``text`` (str, or UTF-8 bytes).
+
+        add_special: add what the tokenizer's post-processor adds (e.g. BOS).
+        parse_special: recognise special-token strings such as "<s>" in the
+        text; pass False for untrusted text so it cannot inject control tokens.
+        """
+        data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+        flags = _capi.TOKENIZE_DEFAULT if parse_special else _capi.TOKENIZE_PARSE_SPECIAL_OFF
+        lib = _capi.lib()
+        capacity = len(data) + 8
+        n = c_size_t()
+        with self._use() as h:
+            while True:
+                buf = (_capi.llm_token * capacity)()
+                st = lib.llm_tokenize_ex(
+                    h, data, len(data), int(bool(add_special)), flags, buf, capacity, byref(n)
+                )
+                if st == _BUFFER_TOO_SMALL and n.value > capacity:
+                    capacity = n.value
+                    continue
+                check(st)
+                return buf[: n.value]
+
+    def detokenize_bytes(self, ids: TokenIds) -> bytes:
+        """Like :meth:`detokenize`, as the raw bytes libllm produced."""
+        tokens = TokenBuffer(ids)
+        lib = _capi.lib()
+        capacity = 16 * tokens.n + 16
+        n = c_size_t()
+        with self._use() as h:
+            while True:
+                buf = ctypes.create_string_buffer(capacity)
+                st = lib.llm_detokenize(h, tokens.ptr, tokens.n, buf, capacity, byref(n))
+                if st == _BUFFER_TOO_SMALL and n.value > capacity:
+                    capacity = n.value
+                    continue
+                check(st)
+                return buf.raw[: n.value]
+
+    def detokenize(self, ids: TokenIds) -> str:
+        """Text of ``ids`` as Hugging Face's ``decode(ids)`` renders it
+        (special tokens kept). Invalid UTF-8 becomes U+FFFD."""
+        return self.detokenize_bytes(ids).decode("utf-8", "replace")
+
+    def token_to_piece(self, token: int) -> bytes:
+        """The raw bytes of one token as rendered mid-text (may be a partial
+        UTF-8 sequence). InvalidTokenError outside the vocabulary."""
+        t = int32(token, "token")
+        lib = _capi.lib()
+        capacity = 64
+        n = c_size_t()
+        with self._use() as h:
+            while True:
+                buf = ctypes.create_string_buffer(capacity)
+                st = lib.llm_token_to_piece(h, t, buf, capacity, byref(n))
+                if st == _BUFFER_TOO_SMALL and n.value > capacity:
+                    capacity = n.value
+                    continue
+                check(st)
+                return buf.raw[: n.value]
+
+    def is_eog(self, token: int) -> bool:
+        """Whether ``token`` ends generation for this model."""
+        t = int32(token, "token")
+        with self._use() as h:
+            return bool(_capi.lib().llm_token_is_eog(h, t))
+
+    def apply_chat_template(
+        self, messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = True
+    ) -> str:
+        """Render ``messages`` (dicts with "role" and "content") with the
+        model's chat template, as transformers' ``apply_chat_template`` does.
+
+        UnsupportedError if the model has no template, the template uses Jinja
+        features outside libllm's subset, or the loaded library predates
+        ``llm_chat_apply_template``; InvalidArgumentError if the template
+        raises (e.g. roles in the wrong order).
+        """
+        lib = _capi.lib()
+        if not _capi.has_function("llm_chat_apply_template"):
+            raise UnsupportedError(
+                Status.UNSUPPORTED,
+                f"the loaded libllm ({_capi.library_path()}) has no llm_chat_apply_template",
+            )
+        n = len(messages)
+        arr = (_capi.llm_chat_message * max(n, 1))()
+        keep: list[bytes] = []
+        total = 0
+        for i, m in enumerate(messages):
+            try:
+                role, content = m["role"], m["content"]
+            except (KeyError, TypeError):
+                raise InvalidArgumentError(
+                    Status.INVALID_ARGUMENT, f"messages[{i}] needs 'role' and 'content'"
+                ) from None
+            r = c_string(role, f"messages[{i}]['role']")
+            c = c_string(content, f"messages[{i}]['content']")
+            keep += (r, c)
+            arr[i].role = r
+            arr[i].content = c
+            total += len(r) + len(c)
+        capacity = 2 * total + 256
+        out_len = c_size_t()
+        with self._use() as h:
+            while True:
+                buf = ctypes.create_string_buffer(capacity)
+                st = lib.llm_chat_apply_template(
+                    h, arr, n, int(bool(add_generation_prompt)), buf, capacity, byref(out_len)
+                )
+                if st == _BUFFER_TOO_SMALL and out_len.value > capacity:
+                    capacity = out_len.value
+                    continue
+                check(st)
+                return buf.raw[: out_len.value].decode("utf-8", "replace")
+
+    # ---- sessions ---------------------------------------------------------------------
+
+    def _session_params(
+        self, n_ctx: int, n_batch: int, logits_all: bool, memory_limit: int
+    ) -> _capi.llm_session_params:
+        params = _capi.llm_session_params()
+        _capi.lib().llm_session_params_init(byref(params))
+        params.struct_size = sizeof(params)
+        params.n_ctx = int32(n_ctx, "n_ctx")
+        params.n_batch = int32(n_batch, "n_batch")
+        params.logits_all = int(bool(logits_all))
+        params.memory_limit = uint64(memory_limit, "memory_limit")
+        return params
+
+    def memory_required(
+        self, n_ctx: int = 0, n_batch: int = 0, logits_all: bool = False, memory_limit: int = 0
+    ) -> int:
+        """Bytes :meth:`session` would reserve with these parameters."""
+        params = self._session_params(n_ctx, n_batch, logits_all, memory_limit)
+        out = c_uint64()
+        with self._use() as h:
+            check(_capi.lib().llm_session_memory_required(h, byref(params), byref(out)))
+        return out.value
+
+    def session(
+        self, n_ctx: int = 0, n_batch: int = 0, logits_all: bool = False, memory_limit: int = 0
+    ) -> Session:
+        """A new inference session (KV cache and buffers are reserved now).
+
+        n_ctx: context length, 0 = the model's. n_batch: tokens per forward
+        step, 0 = min(512, n_ctx). logits_all: keep every position's logits of
+        the last eval (see Session.logits_at). memory_limit: byte budget, 0 =
+        unlimited (OutOfMemoryError states the bytes needed).
+        """
+        from ._session import Session
+
+        return Session(self, n_ctx=n_ctx, n_batch=n_batch, logits_all=logits_all,
+                       memory_limit=memory_limit)
