@@ -9,22 +9,21 @@
 
 #include "format/error.h"
 #include "llm.h"
+#include "runtime/c_api_util.h"
 #include "runtime/generate.h"
 #include "runtime/model.h"
 #include "runtime/session.h"
-
-struct llm_model {
-  std::unique_ptr<llm::Model> model;
-};
 
 struct llm_session {
   std::unique_ptr<llm::Session> session;
   llm_model *owner = nullptr;
 };
 
-namespace {
+namespace llm::capi {
 
+namespace {
 thread_local std::string t_last_error;
+}  // namespace
 
 llm_status set_error(llm_status status, const std::string &message) {
   try {
@@ -35,22 +34,25 @@ llm_status set_error(llm_status status, const std::string &message) {
   return status;
 }
 
-// Runs f(), converting every exception into a status and message.
-template <class F>
-llm_status guarded(F &&f) {
-  try {
-    f();
-    return LLM_OK;
-  } catch (const llm::Error &e) {
-    return set_error(e.status(), e.what());
-  } catch (const std::bad_alloc &) {
-    return set_error(LLM_ERR_OUT_OF_MEMORY, "out of memory");
-  } catch (const std::exception &e) {
-    return set_error(LLM_ERR_INTERNAL, std::string("internal error: ") + e.what());
-  } catch (...) {
-    return set_error(LLM_ERR_INTERNAL, "internal error: unknown exception");
-  }
+const char *last_error() { return t_last_error.c_str(); }
+
+llm_status copy_out_text(const std::string &text, char *out, size_t capacity, size_t *len_out) {
+  *len_out = text.size();
+  if (text.size() > capacity)
+    return set_error(LLM_ERR_BUFFER_TOO_SMALL, "need room for " + std::to_string(text.size()) +
+                                                   " bytes, capacity is " + std::to_string(capacity));
+  if (!text.empty()) std::memcpy(out, text.data(), text.size());
+  if (text.size() < capacity) out[text.size()] = '\0';
+  return LLM_OK;
 }
+
+}  // namespace llm::capi
+
+namespace {
+
+using llm::capi::copy_out_text;
+using llm::capi::guarded;
+using llm::capi::set_error;
 
 #define LLM_CHECK_ARG(cond, msg) \
   do {                           \
@@ -81,15 +83,6 @@ llm_status copy_out_ids(const std::vector<int32_t> &ids, llm_token *out, size_t 
   return LLM_OK;
 }
 
-llm_status copy_out_text(const std::string &text, char *out, size_t capacity, size_t *len_out) {
-  *len_out = text.size();
-  if (text.size() > capacity)
-    return set_error(LLM_ERR_BUFFER_TOO_SMALL, "need room for " + std::to_string(text.size()) +
-                                                   " bytes, capacity is " + std::to_string(capacity));
-  if (!text.empty()) std::memcpy(out, text.data(), text.size());
-  if (text.size() < capacity) out[text.size()] = '\0';
-  return LLM_OK;
-}
 
 // Copies a filled info struct into the caller's, no more than the caller's
 // struct_size bytes (which must cover at least the first published layout).
@@ -129,7 +122,7 @@ const char *llm_status_string(llm_status status) {
   return "LLM_ERR_UNKNOWN";
 }
 
-const char *llm_last_error(void) { return t_last_error.c_str(); }
+const char *llm_last_error(void) { return llm::capi::last_error(); }
 
 // ---- model --------------------------------------------------------------------
 
