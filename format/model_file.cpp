@@ -48,7 +48,7 @@ flatbuffers::Offset<fb::Tokenizer> build_tokenizer(flatbuffers::FlatBufferBuilde
   auto vocab = b.CreateVectorOfStrings(t.vocab);
   std::vector<fb::Merge> merges;
   merges.reserve(t.merges.size());
-  for (const MergeSpec &m : t.merges) merges.emplace_back(m.left, m.right, m.result);
+  for (const MergeSpec &m : t.merges) merges.emplace_back(m.left, m.right);
   auto merges_v = b.CreateVectorOfStructs(merges);
 
   std::vector<flatbuffers::Offset<fb::AddedToken>> added;
@@ -213,9 +213,28 @@ TokenizerSpec read_tokenizer(const fb::Tokenizer *t) {
   TokenizerSpec s;
   s.vocab.reserve(t->vocab()->size());
   for (const flatbuffers::String *piece : *t->vocab()) s.vocab.push_back(str(piece));
+  s.continuing_subword_prefix = str(t->continuing_subword_prefix());
   if (t->merges()) {
+    // The merged token of each pair is the vocabulary entry spelled left +
+    // right, less the right part's continuing-subword prefix (as HF names it).
+    const size_t prefix_len = s.continuing_subword_prefix.size();
+    std::unordered_map<std::string, int32_t> ids;
+    ids.reserve(s.vocab.size());
+    for (size_t i = 0; i < s.vocab.size(); ++i) ids.emplace(s.vocab[i], static_cast<int32_t>(i));
+    const int64_t n_vocab = static_cast<int64_t>(s.vocab.size());
     s.merges.reserve(t->merges()->size());
-    for (const fb::Merge *m : *t->merges()) s.merges.push_back({m->left(), m->right(), m->result()});
+    for (const fb::Merge *m : *t->merges()) {
+      if (m->left() < 0 || m->left() >= n_vocab || m->right() < 0 || m->right() >= n_vocab)
+        fail_format("tokenizer merge (" + std::to_string(m->left()) + ", " + std::to_string(m->right()) +
+                    ") refers to ids outside the vocabulary");
+      const std::string &right = s.vocab[m->right()];
+      if (right.size() < prefix_len) fail_format("tokenizer merge part shorter than the subword prefix");
+      auto it = ids.find(s.vocab[m->left()] + right.substr(prefix_len));
+      if (it == ids.end())
+        fail_format("tokenizer merge of ids " + std::to_string(m->left()) + " and " + std::to_string(m->right()) +
+                    " yields a token missing from the vocabulary");
+      s.merges.push_back({m->left(), m->right(), it->second});
+    }
   }
   if (t->added_tokens()) {
     for (const fb::AddedToken *a : *t->added_tokens()) {
@@ -234,7 +253,6 @@ TokenizerSpec read_tokenizer(const fb::Tokenizer *t) {
   s.byte_fallback = t->byte_fallback();
   s.fuse_unk = t->fuse_unk();
   s.ignore_merges = t->ignore_merges();
-  s.continuing_subword_prefix = str(t->continuing_subword_prefix());
   s.end_of_word_suffix = str(t->end_of_word_suffix());
   if (t->normalizers()) {
     for (const fb::NormalizerStep *n : *t->normalizers()) {
