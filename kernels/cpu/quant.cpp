@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 
 #include "format/error.h"
@@ -16,11 +17,11 @@ namespace llm::cpu {
 namespace detail {
 
 void finish_act_row(int64_t nb, int64_t nb8, const ActRow &row) {
-  for (int64_t b = 0; b < nb; ++b) {
-    for (int l = 0; l < 4; ++l) row.d4[4 * b + l] = row.d[b];
-    row.dsum[b] = row.d[b] * static_cast<float>(row.sum[b]);
+  for (int64_t i = 0; i < nb8; ++i) {
+    const int64_t b = i / kOctet * kOctet + kOctetBlock[i % kOctet];
+    row.dp[i] = b < nb ? row.d[b] : 0.0f;
+    row.dsum[i] = b < nb ? row.d[b] * static_cast<float>(row.sum[b]) : 0.0f;
   }
-  for (int64_t b = nb; b < nb8; ++b) row.dsum[b] = 0.0f;
 }
 
 void quantize_row_scalar(const float *x, int64_t nb, int64_t nb8, const ActRow &row) {
@@ -34,29 +35,32 @@ void quantize_row_scalar(const float *x, int64_t nb, int64_t nb8, const ActRow &
       // lrint rounds to nearest even like the SIMD conversion; |x * inv| <=
       // 127 up to rounding, the clamp only guards against non-finite input.
       const long v = std::clamp(std::lrint(x[e] * inv), -127L, 127L);
-      row.q[act_half_offset(nb, b, e >= 16) + e % 16] = static_cast<int8_t>(v);
+      row.q[act_unit_offset(b, e / 4 * 4) + e % 4] = static_cast<int8_t>(v);
       s += static_cast<int32_t>(v);
     }
     row.sum[b] = s;
   }
+  for (int64_t b = nb; b < nb8; ++b)
+    for (int64_t e = 0; e < kActBlock; e += 4) std::memset(row.q + act_unit_offset(b, e), 0, 4);
   finish_act_row(nb, nb8, row);
 }
 
 int32_t block_dot_scalar(const QMatmulArgs &a, int64_t row, int64_t t, int64_t b) {
-  const int8_t *xq = a.x.q + t * a.x.k;
-  const int8_t *x0 = xq + act_half_offset(a.x.nb, b, 0), *x1 = xq + act_half_offset(a.x.nb, b, 1);
+  int8_t x[kActBlock];  // the block in element order
+  const int8_t *xq = a.x.q + t * a.x.q_row;
+  for (int64_t e = 0; e < kActBlock; e += 4) std::memcpy(x + e, xq + act_unit_offset(b, e), 4);
   const uint8_t *w = a.q + row * a.row_bytes;
   const int64_t zi = row * a.groups + b * kActBlock / a.group;
   int32_t dot = 0, z = 0;
   if (a.dtype == DType::I8) {
     const auto *wi = reinterpret_cast<const int8_t *>(w) + b * kActBlock;
-    for (int64_t e = 0; e < 16; ++e) dot += wi[e] * x0[e] + wi[e + 16] * x1[e];
+    for (int64_t e = 0; e < kActBlock; ++e) dot += wi[e] * x[e];
     if (a.zeros) z = static_cast<int8_t>(a.zeros[zi]);
   } else {
     // 16 bytes per block: element e in the low nibble of byte e, element
     // e + 16 in its high nibble.
     const uint8_t *p = w + b * (kActBlock / 2);
-    for (int64_t e = 0; e < 16; ++e) dot += (p[e] & 15) * x0[e] + (p[e] >> 4) * x1[e];
+    for (int64_t e = 0; e < 16; ++e) dot += (p[e] & 15) * x[e] + (p[e] >> 4) * x[e + 16];
     z = a.zeros ? a.zeros[zi] : 8;
   }
   // sum_e (q_w - z) * q_x = sum_e q_w * q_x - z * sum_e q_x, exact in int32.
@@ -101,8 +105,7 @@ void check_act_shape(const char *fn, int64_t n, int64_t k) {
   if (k <= 0 || k % kActBlock != 0) bad_argument(fn, "k = " + str(k) + " is not a positive multiple of 32");
 }
 
-void check_weight(const QuantWeight &W) {
-  const char *fn = "matmul_q";
+void check_weight(const char *fn, const QuantWeight &W) {
   if (W.dtype != DType::I8 && W.dtype != DType::I4)
     bad_argument(fn, std::string("unsupported weight type ") + dtype_name(W.dtype));
   if (W.rows < 0) bad_argument(fn, "negative row count " + str(W.rows));
@@ -143,10 +146,10 @@ void quantize_task(void *ctx, int64_t task, int) {
   const int64_t i0 = task * j.rows_per_task, i1 = std::min(j.n, i0 + j.rows_per_task);
   const detail::ActsLayout &l = j.layout;
   for (int64_t i = i0; i < i1; ++i) {
-    const detail::ActRow row{reinterpret_cast<int8_t *>(j.scratch) + i * l.k,
+    const detail::ActRow row{reinterpret_cast<int8_t *>(j.scratch) + i * l.q_row,
                              reinterpret_cast<float *>(j.scratch + l.d_offset) + i * l.nb,
                              reinterpret_cast<int32_t *>(j.scratch + l.sum_offset) + i * l.nb,
-                             reinterpret_cast<float *>(j.scratch + l.d4_offset) + i * 4 * l.nb,
+                             reinterpret_cast<float *>(j.scratch + l.dp_offset) + i * l.nb8,
                              reinterpret_cast<float *>(j.scratch + l.dsum_offset) + i * l.nb8};
     j.fn(j.x + i * j.ldx, l.nb, l.nb8, row);
   }
@@ -189,7 +192,7 @@ void quantize_acts(ThreadPool &pool, const float *x, int64_t n, int64_t k, int64
   if (n > 1 && ldx < k) bad_argument(fn, "row stride " + str(ldx) + " < k = " + str(k));
 
   const int64_t rows_per_task = std::max<int64_t>(1, kQuantizeTaskFloats / k);
-  const QuantizeJob job{x,     ldx, k, rows_per_task, n, static_cast<char *>(scratch), detail::ActsLayout(n, k),
+  const QuantizeJob job{x, ldx, k, rows_per_task, n, static_cast<char *>(scratch), detail::ActsLayout(n, k),
                         pick_quantize()};
   pool.run((n + rows_per_task - 1) / rows_per_task, quantize_task, const_cast<QuantizeJob *>(&job));
 }
@@ -197,7 +200,7 @@ void quantize_acts(ThreadPool &pool, const float *x, int64_t n, int64_t k, int64
 void matmul_q(ThreadPool &pool, const void *acts, int64_t n, const QuantWeight &W, const float *bias,
               float *out, int64_t ldo) {
   const char *fn = "matmul_q";
-  check_weight(W);
+  check_weight(fn, W);
   check_act_shape(fn, n, W.cols);
   if (n == 0 || W.rows == 0) return;
   if (acts == nullptr || out == nullptr) bad_argument(fn, "null activations or output");
@@ -206,34 +209,35 @@ void matmul_q(ThreadPool &pool, const void *acts, int64_t n, const QuantWeight &
 
   const detail::ActsLayout layout(n, W.cols);
   const char *base = static_cast<const char *>(acts);
-  const detail::Acts x{reinterpret_cast<const int8_t *>(base),
-                       reinterpret_cast<const float *>(base + layout.d_offset),
-                       reinterpret_cast<const int32_t *>(base + layout.sum_offset),
-                       reinterpret_cast<const float *>(base + layout.d4_offset),
-                       reinterpret_cast<const float *>(base + layout.dsum_offset),
-                       layout.k,
-                       layout.nb,
-                       layout.nb8};
-  const detail::QMatmulArgs args{x,
-                                 n,
-                                 W.dtype,
-                                 W.rows,
-                                 W.cols,
-                                 W.group,
-                                 W.dtype == DType::I8 ? W.cols : W.cols / 2,
-                                 W.cols / W.group,
-                                 static_cast<const uint8_t *>(W.q),
-                                 W.scales,
-                                 static_cast<const uint8_t *>(W.zeros),
-                                 bias,
-                                 out,
-                                 ldo};
+  detail::QMatmulArgs args{};
+  args.x.q = reinterpret_cast<const int8_t *>(base);
+  args.x.d = reinterpret_cast<const float *>(base + layout.d_offset);
+  args.x.sum = reinterpret_cast<const int32_t *>(base + layout.sum_offset);
+  args.x.dp = reinterpret_cast<const float *>(base + layout.dp_offset);
+  args.x.dsum = reinterpret_cast<const float *>(base + layout.dsum_offset);
+  args.x.k = layout.k;
+  args.x.nb = layout.nb;
+  args.x.nb8 = layout.nb8;
+  args.x.q_row = layout.q_row;
+  args.n = n;
+  args.dtype = W.dtype;
+  args.rows = W.rows;
+  args.cols = W.cols;
+  args.group = W.group;
+  args.row_bytes = W.dtype == DType::I8 ? W.cols : W.cols / 2;
+  args.groups = W.cols / W.group;
+  args.q = static_cast<const uint8_t *>(W.q);
+  args.scales = W.scales;
+  args.zeros = static_cast<const uint8_t *>(W.zeros);
+  args.bias = bias;
+  args.out = out;
+  args.ldo = ldo;
   const MatmulQJob job{&args, pick_rows(), q_rows_per_task(W.rows, pool.size())};
   pool.run((W.rows + job.rows_per_task - 1) / job.rows_per_task, matmul_q_task, const_cast<MatmulQJob *>(&job));
 }
 
 void dequantize_row(const QuantWeight &W, int64_t row, float *out) {
-  check_weight(W);
+  check_weight("dequantize_row", W);
   if (row < 0 || row >= W.rows) bad_argument("dequantize_row", "row " + str(row) + " out of range");
   if (out == nullptr) bad_argument("dequantize_row", "null output");
   const int64_t groups = W.cols / W.group;

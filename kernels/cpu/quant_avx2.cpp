@@ -10,35 +10,37 @@
 //      signed, so |w| * sign(x, w) = w * x, and pairs <= 2 * 128 * 127 do not
 //      saturate int16.
 //
-// Block pairs. The activations store blocks 2p and 2p + 1 interleaved by
-// 16-byte halves, so one 256-bit vector holds half of each block:
-//  I4: 32 weight bytes are exactly blocks 2p, 2p + 1 (16 bytes each); their
-//      low nibbles are the first halves and their high nibbles the second
-//      halves: one AND and one shift give both operands, no shuffles.
-//  I8: the two 32-byte weight blocks are regrouped the same way with two
-//      128-bit permutes per row, reused for every token.
-// The int32 result of a pair is [b0 b0 b0 b0 | b1 b1 b1 b1] (partial sums),
-// so one convert and one FMA with [d0 d0 d0 d0 d1 d1 d1 d1] * weight scales
-// (the d4 row of the scratch) scale two blocks at once. Horizontal adds,
-// slow on many x86 cores, are never used in the inner loops.
+// Octets. Activations are stored octet-interleaved: each 32-byte vector
+// holds 4 consecutive elements of each of 8 blocks, one block per 32-bit
+// lane (quant_impl.h). The weights of an octet are brought into the same
+// arrangement by a 4-byte-unit transpose made of in-lane unpacks, once per
+// weight row and octet and reused for every token of a tile. Then every
+// product of a block lands in that block's lane: the 8 vectors of an octet
+// are summed with plain adds (I4 in int16: 8 * 2 * 15 * 127 = 30480 fits),
+// one madd widens to int32, and one convert + one FMA with the lane-ordered
+// scales (activation dp times weight scales) finish 8 blocks. No horizontal
+// adds, no per-block float work; the multiply pipes only see maddubs, one
+// madd and a few float ops per octet.
 //
 // Zero points. sum_e (q - z) x_e * d * s = q.x * d * s - z * s * (d * sum x):
 // the inner loops use the raw q.x; the correction z * s times the stored
-// d * sum is applied with one FMA per 8 blocks (an "octet", which is also
-// the unit for loading 8 consecutive weight scales).
+// d * sum (dsum, lane-ordered) is one FMA per octet.
 //
 // Tiling. A task owns a range of weight rows. The k dimension is cut into
 // panels small enough that a token tile's activations stay in L1; for each
 // panel, tokens go in register tiles of T tokens x R rows: each decoded
-// weight pair is reused for the T tokens from registers, and the task's
-// weight rows (at most 64 x panel bytes) stay in L2 across token tiles, so
-// weights come from memory once per call. Decode (n = 1) uses 4-row tiles:
-// four weight streams in flight over whole rows. The float accumulators hold
-// 8 lanes per (row, token) and are reduced at the end of each panel onto out
-// (bias first) in a fixed order: results depend on the shapes only, never on
-// the thread count.
+// weight octet is reused for the T tokens, and the task's weight rows (at
+// most 64 x panel bytes) stay in L2 across token tiles, so weights come from
+// memory once per call. Decode (n = 1) uses 4-row tiles: four weight
+// streams in flight over whole rows. The last, partial octet of a row (k
+// not a multiple of 256) is copied into a zero-padded buffer first, so no
+// read goes past a row. The float accumulators hold 8 lanes per (row,
+// token) and are reduced at the end of each panel onto out (bias first) in
+// a fixed order: results depend on the shapes only, never on the thread
+// count.
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/cpu/avx2_util.h"
 #include "kernels/cpu/quant_impl.h"
@@ -47,9 +49,58 @@ namespace llm::cpu::detail {
 
 namespace {
 
-constexpr int64_t kOctet = 8;                    // blocks per octet
-constexpr int64_t kOctetBytes = kOctet * kActBlock;  // activation bytes per octet
-constexpr int64_t kPanelBytes = 12288;           // activation bytes of a token tile per panel
+constexpr int64_t kPanelBytes = 16384;  // activation bytes of a token tile per k-panel
+
+// The inner loops rely on everything below being inlined into the tile
+// (decoded octets live in registers); GCC's size heuristics give up on
+// that for the larger tiles unless told.
+#define LLM_ALWAYS_INLINE inline __attribute__((always_inline))
+
+// An empty asm that claims to modify v: stops the compiler from
+// reassociating a chain of integer adds into a tree, which would keep every
+// product of an octet alive at once and spill them (integer adds are
+// associative, so it otherwise feels free to).
+LLM_ALWAYS_INLINE void keep_chain(__m256i &v) { __asm__("" : "+x"(v)); }
+
+inline __m256i load256(const void *p) { return _mm256_loadu_si256(static_cast<const __m256i *>(p)); }
+inline __m128i load128(const void *p) { return _mm_loadu_si128(static_cast<const __m128i *>(p)); }
+inline void store256(void *p, __m256i v) { _mm256_storeu_si256(static_cast<__m256i *>(p), v); }
+
+// ---- the octet transpose ---------------------------------------------------------
+//
+// In: r_k = [units 0..3 of block 2k | units 0..3 of block 2k + 1] (k < 4; a
+// unit is 4 bytes). Out: u_j = unit j of every block, lane s holding block
+// kOctetBlock[s] = 0 2 4 6 | 1 3 5 7. Two rounds of in-lane unpacks. (Values
+// in and out, not arrays: arrays tempt the compiler into stack copies.)
+struct Quad {
+  __m256i v0, v1, v2, v3;
+};
+
+LLM_ALWAYS_INLINE Quad transpose_units(__m256i r0, __m256i r1, __m256i r2, __m256i r3) {
+  const __m256i t0 = _mm256_unpacklo_epi32(r0, r1);  // b0.0 b2.0 b0.1 b2.1 | b1.0 b3.0 b1.1 b3.1
+  const __m256i t1 = _mm256_unpackhi_epi32(r0, r1);  // units 2, 3
+  const __m256i t2 = _mm256_unpacklo_epi32(r2, r3);  // b4.0 b6.0 b4.1 b6.1 | ...
+  const __m256i t3 = _mm256_unpackhi_epi32(r2, r3);
+  return {_mm256_unpacklo_epi64(t0, t2),  // b0.0 b2.0 b4.0 b6.0 | b1.0 b3.0 b5.0 b7.0
+          _mm256_unpackhi_epi64(t0, t2), _mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3)};
+}
+
+// Halves h (0: bytes 0..15, 1: bytes 16..31) of blocks 2k and 2k + 1 of 8
+// blocks of 32 bytes at p, as one vector.
+LLM_ALWAYS_INLINE __m256i block_halves(const int8_t *p, int k, int h) {
+  return _mm256_set_m128i(load128(p + 64 * k + 32 + 16 * h), load128(p + 64 * k + 16 * h));
+}
+
+// 8 blocks of 32 bytes in element order (block j at p + 32 j) to the
+// octet-interleaved form: out[v] = elements 4v..4v+3 of every block.
+LLM_ALWAYS_INLINE void interleave_octet(const int8_t *p, __m256i out[8]) {
+  const Quad lo = transpose_units(block_halves(p, 0, 0), block_halves(p, 1, 0), block_halves(p, 2, 0),
+                                  block_halves(p, 3, 0));
+  const Quad hi = transpose_units(block_halves(p, 0, 1), block_halves(p, 1, 1), block_halves(p, 2, 1),
+                                  block_halves(p, 3, 1));
+  out[0] = lo.v0, out[1] = lo.v1, out[2] = lo.v2, out[3] = lo.v3;
+  out[4] = hi.v0, out[5] = hi.v1, out[6] = hi.v2, out[7] = hi.v3;
+}
 
 // ---- activations -----------------------------------------------------------------
 
@@ -81,164 +132,168 @@ __m256i quantize_block(const float *x, float *d, int32_t *sum) {
   return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
-inline __m256i load256(const void *p) { return _mm256_loadu_si256(static_cast<const __m256i *>(p)); }
-inline void store256(void *p, __m256i v) { _mm256_storeu_si256(static_cast<__m256i *>(p), v); }
-
-// ---- weight formats: decode a block pair of one row, dot it with activations ---------
+// ---- weight formats: decode one row's octet, accumulate it against a token ---------
 
 struct I4 {
-  static constexpr int kMaxT = 8;  // tokens per register tile
-  struct Pair {
-    __m256i lo, hi;  // nibbles of elements 0..15 / 16..31 of both blocks
+  // Tokens per register tile: per token an int16 sum and a float
+  // accumulator stay in registers (2 * 6 + the current weight vector and
+  // constants fit in 16); more tokens amortize the octet decode further.
+  static constexpr int kMaxT = 6;
+  struct Octet {
+    __m256i w[8];  // nibble values, w[v] = elements 4v..4v+3 of every block
   };
-  static Pair decode(const uint8_t *row, int64_t pair) {
-    const __m256i raw = load256(row + 32 * pair);
+  // p: the octet's 128 weight bytes (8 blocks of 16). Transposing 4-byte
+  // units of the packed bytes gives both nibble planes in octet order: the
+  // low nibbles of unit j are elements 4j.., the high nibbles 16 + 4j...
+  LLM_ALWAYS_INLINE static void decode(const uint8_t *p, Octet &o) {
+    const Quad u = transpose_units(load256(p), load256(p + 32), load256(p + 64), load256(p + 96));
     const __m256i low4 = _mm256_set1_epi8(0x0F);
-    return {_mm256_and_si256(raw, low4), _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4)};
+    const auto lo = [&](__m256i v) { return _mm256_and_si256(v, low4); };
+    const auto hi = [&](__m256i v) { return _mm256_and_si256(_mm256_srli_epi16(v, 4), low4); };
+    o.w[0] = lo(u.v0), o.w[1] = lo(u.v1), o.w[2] = lo(u.v2), o.w[3] = lo(u.v3);
+    o.w[4] = hi(u.v0), o.w[5] = hi(u.v1), o.w[6] = hi(u.v2), o.w[7] = hi(u.v3);
   }
-  // x: the pair's 64 interleaved activation bytes. maddubs pairs are
-  // <= 2 * 15 * 127, so the two halves add in int16 before widening.
-  static __m256i dot(const Pair &w, const int8_t *x) {
-    const __m256i m = _mm256_add_epi16(_mm256_maddubs_epi16(w.lo, load256(x)),
-                                       _mm256_maddubs_epi16(w.hi, load256(x + 32)));
-    return _mm256_madd_epi16(m, _mm256_set1_epi16(1));
+  using Lane = __m256i;  // one decoded vector
+  LLM_ALWAYS_INLINE static Lane lane(const Octet &o, int v) { return o.w[v]; }
+  using Acc = __m256i;  // int16 partial sums, two per block lane
+  static Acc zero() { return _mm256_setzero_si256(); }
+  LLM_ALWAYS_INLINE static Acc step(Acc s, Lane w, const int8_t *x) {
+    return _mm256_add_epi16(s, _mm256_maddubs_epi16(w, load256(x)));
   }
+  static __m256i finish(Acc s) { return _mm256_madd_epi16(s, _mm256_set1_epi16(1)); }
 };
 
 struct I8 {
-  static constexpr int kMaxT = 6;  // |w| and w of a pair take 4 registers
-  struct Pair {
-    __m256i lo, hi;    // first / second halves of both blocks
-    __m256i alo, ahi;  // their magnitudes (|-128| reads as 128 unsigned)
+  static constexpr int kMaxT = 6;  // as for I4 (a weight vector and its magnitude)
+  struct Octet {
+    __m256i w[8], aw[8];  // values and magnitudes (|-128| reads as 128 unsigned)
   };
-  static Pair decode(const uint8_t *row, int64_t pair) {
-    const __m256i b0 = load256(row + 64 * pair), b1 = load256(row + 64 * pair + 32);
-    Pair p;
-    p.lo = _mm256_permute2x128_si256(b0, b1, 0x20);
-    p.hi = _mm256_permute2x128_si256(b0, b1, 0x31);
-    p.alo = _mm256_abs_epi8(p.lo);
-    p.ahi = _mm256_abs_epi8(p.hi);
-    return p;
+  LLM_ALWAYS_INLINE static void decode(const uint8_t *p, Octet &o) {
+    interleave_octet(reinterpret_cast<const int8_t *>(p), o.w);
+    for (int v = 0; v < 8; ++v) o.aw[v] = _mm256_abs_epi8(o.w[v]);
   }
-  static __m256i dot(const Pair &w, const int8_t *x) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    const __m256i lo = _mm256_maddubs_epi16(w.alo, _mm256_sign_epi8(load256(x), w.lo));
-    const __m256i hi = _mm256_maddubs_epi16(w.ahi, _mm256_sign_epi8(load256(x + 32), w.hi));
-    return _mm256_add_epi32(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, ones));
+  struct Lane {
+    __m256i w, aw;
+  };
+  LLM_ALWAYS_INLINE static Lane lane(const Octet &o, int v) { return {o.w[v], o.aw[v]}; }
+  using Acc = __m256i;  // int32 per block lane
+  static Acc zero() { return _mm256_setzero_si256(); }
+  LLM_ALWAYS_INLINE static Acc step(Acc s, const Lane &w, const int8_t *x) {
+    const __m256i m = _mm256_maddubs_epi16(w.aw, _mm256_sign_epi8(load256(x), w.w));
+    return _mm256_add_epi32(s, _mm256_madd_epi16(m, _mm256_set1_epi16(1)));
   }
+  static __m256i finish(Acc s) { return s; }
 };
 
-// ---- group layouts: the weight scales / zero points of an octet's 8 blocks ---------
+// ---- group layouts: weight scales / zero points of an octet, in lane order ---------
 //
-// scales(): lane l = scale of block 8o + l, as float. zeros(): the same for
-// zero points. `s` / `z` point at the row's first scale / zero point.
+// scales(): lane s = scale of block 8o + kOctetBlock[s], as float; zeros():
+// the same for zero points. `s` / `z` point at the row's first scale / zero.
 
-inline uint64_t load_bytes(const void *p, size_t n) {
+LLM_ALWAYS_INLINE uint64_t load_bytes(const void *p, size_t n) {
   uint64_t v = 0;
   std::memcpy(&v, p, n);
   return v;
 }
 
 template <bool Signed>
-__m256 bytes_to_ps(uint64_t eight) {
+LLM_ALWAYS_INLINE __m256 bytes_to_ps(uint64_t eight) {
   const __m128i v = _mm_cvtsi64_si128(static_cast<long long>(eight));
   return _mm256_cvtepi32_ps(Signed ? _mm256_cvtepi8_epi32(v) : _mm256_cvtepu8_epi32(v));
 }
 
-// B = 1, 2 or 4 blocks per group: 8 / B consecutive groups per octet, each
-// spread over B lanes with one permute.
+// B = 1, 2 or 4 blocks per group: 8 / B consecutive groups per octet; one
+// permute puts group kOctetBlock[s] / B into lane s.
 template <int B>
 struct GroupPow2 {
   static constexpr int kGroups = kOctet / B;
-  static __m256 spread(__m256 v) {
-    if constexpr (B == 1) {
-      return v;
-    } else {
-      return _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(0 / B, 1 / B, 2 / B, 3 / B, 4 / B, 5 / B, 6 / B, 7 / B));
-    }
+  LLM_ALWAYS_INLINE static __m256 to_lanes(__m256 v) {
+    constexpr int b0 = 0 / B, b1 = 2 / B, b2 = 4 / B, b3 = 6 / B, b4 = 1 / B, b5 = 3 / B, b6 = 5 / B, b7 = 7 / B;
+    return _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(b0, b1, b2, b3, b4, b5, b6, b7));
   }
-  static __m256 scales(const uint16_t *s, int64_t o, int64_t) {
+  LLM_ALWAYS_INLINE static __m256 scales(const uint16_t *s, int64_t o, int64_t) {
     const uint16_t *p = s + o * kGroups;
-    if constexpr (kGroups == 8) {
-      return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
-    } else {
-      return spread(_mm256_cvtph_ps(_mm_cvtsi64_si128(static_cast<long long>(load_bytes(p, 2 * kGroups)))));
-    }
+    if constexpr (kGroups == 8) return to_lanes(_mm256_cvtph_ps(load128(p)));
+    return to_lanes(_mm256_cvtph_ps(_mm_cvtsi64_si128(static_cast<long long>(load_bytes(p, 2 * kGroups)))));
   }
   template <bool Signed>
-  static __m256 zeros(const uint8_t *z, int64_t o, int64_t) {
-    return spread(bytes_to_ps<Signed>(load_bytes(z + o * kGroups, kGroups)));
+  LLM_ALWAYS_INLINE static __m256 zeros(const uint8_t *z, int64_t o, int64_t) {
+    return to_lanes(bytes_to_ps<Signed>(load_bytes(z + o * kGroups, kGroups)));
   }
 };
 
 struct GroupWide {  // the group size is a multiple of 256: one group per octet
-  static __m256 scales(const uint16_t *s, int64_t o, int64_t group) {
+  LLM_ALWAYS_INLINE static __m256 scales(const uint16_t *s, int64_t o, int64_t group) {
     return _mm256_set1_ps(_cvtsh_ss(s[o * kOctetBytes / group]));
   }
   template <bool Signed>
-  static __m256 zeros(const uint8_t *z, int64_t o, int64_t group) {
+  LLM_ALWAYS_INLINE static __m256 zeros(const uint8_t *z, int64_t o, int64_t group) {
     const uint8_t v = z[o * kOctetBytes / group];
     return _mm256_set1_ps(Signed ? static_cast<float>(static_cast<int8_t>(v)) : static_cast<float>(v));
   }
 };
 
-struct GroupAny {  // other multiples of 32 (96, 160, ...): lane by lane
-  static int64_t group_of(int64_t o, int l, int64_t group) { return (o * kOctetBytes + l * kActBlock) / group; }
-  static __m256 scales(const uint16_t *s, int64_t o, int64_t group) {
-    alignas(32) float v[kOctet];
-    for (int l = 0; l < kOctet; ++l) v[l] = _cvtsh_ss(s[group_of(o, l, group)]);
-    return _mm256_load_ps(v);
-  }
-  template <bool Signed>
-  static __m256 zeros(const uint8_t *z, int64_t o, int64_t group) {
+// Scales / zero points lane by lane: groups of other sizes (96, 160, ...)
+// and the last, partial octet of a row (lanes of blocks >= nb are 0).
+struct GroupAny {
+  static int64_t block(int64_t o, int s) { return o * kOctet + kOctetBlock[s]; }
+  static __m256 scales(const uint16_t *s, int64_t o, int64_t group, int64_t nb) {
     alignas(32) float v[kOctet];
     for (int l = 0; l < kOctet; ++l) {
-      const uint8_t b = z[group_of(o, l, group)];
-      v[l] = Signed ? static_cast<float>(static_cast<int8_t>(b)) : static_cast<float>(b);
+      const int64_t b = block(o, l);
+      v[l] = b < nb ? _cvtsh_ss(s[b * kActBlock / group]) : 0.0f;
     }
     return _mm256_load_ps(v);
   }
+  template <bool Signed>
+  static __m256 zeros(const uint8_t *z, int64_t o, int64_t group, int64_t nb) {
+    alignas(32) float v[kOctet];
+    for (int l = 0; l < kOctet; ++l) {
+      const int64_t b = block(o, l);
+      const uint8_t q = b < nb ? z[b * kActBlock / group] : 0;
+      v[l] = Signed ? static_cast<float>(static_cast<int8_t>(q)) : static_cast<float>(q);
+    }
+    return _mm256_load_ps(v);
+  }
+  static __m256 scales(const uint16_t *s, int64_t o, int64_t group) { return scales(s, o, group, (o + 1) * kOctet); }
+  template <bool Signed>
+  static __m256 zeros(const uint8_t *z, int64_t o, int64_t group) {
+    return zeros<Signed>(z, o, group, (o + 1) * kOctet);
+  }
 };
 
-// ---- zero points ---------------------------------------------------------------------
-//
-// zsw(): z * s per block of the octet; correct(): acc -= z * s * (d * sum x),
-// lane l taking block l's term (lanes are summed at the end anyway).
-// value(): the zero point of one group, for the scalar-built partial octet.
+// ---- zero points: z * s per lane (applied as acc -= z * s * dsum) -------------------
 
 struct ZeroNone {  // I8 symmetric
   static constexpr bool kApplies = false;
-  template <class G>
-  static __m256 zsw(__m256, const uint8_t *, int64_t, int64_t, int64_t) { return _mm256_setzero_ps(); }
-  static float value(const QMatmulArgs &, int64_t) { return 0.0f; }
+  template <class G, class... Extra>
+  LLM_ALWAYS_INLINE static __m256 zsw(__m256, const uint8_t *, int64_t, int64_t, int64_t, Extra...) {
+    return _mm256_setzero_ps();
+  }
 };
 
 struct ZeroEight {  // I4 symmetric: z = 8
   static constexpr bool kApplies = true;
-  template <class G>
-  static __m256 zsw(__m256 sw, const uint8_t *, int64_t, int64_t, int64_t) {
+  template <class G, class... Extra>
+  LLM_ALWAYS_INLINE static __m256 zsw(__m256 sw, const uint8_t *, int64_t, int64_t, int64_t, Extra...) {
     return _mm256_mul_ps(sw, _mm256_set1_ps(8.0f));
   }
-  static float value(const QMatmulArgs &, int64_t) { return 8.0f; }
 };
 
 template <bool Signed>
 struct ZeroGroup {  // stored zero points: int8 for I8, uint8 for I4
   static constexpr bool kApplies = true;
-  template <class G>
-  static __m256 zsw(__m256 sw, const uint8_t *zeros, int64_t offset, int64_t o, int64_t group) {
-    return _mm256_mul_ps(sw, G::template zeros<Signed>(zeros + offset, o, group));
-  }
-  static float value(const QMatmulArgs &a, int64_t index) {
-    const uint8_t b = a.zeros[index];
-    return Signed ? static_cast<float>(static_cast<int8_t>(b)) : static_cast<float>(b);
+  template <class G, class... Extra>
+  LLM_ALWAYS_INLINE static __m256 zsw(__m256 sw, const uint8_t *zeros, int64_t offset, int64_t o, int64_t group,
+                                      Extra... nb) {
+    return _mm256_mul_ps(sw, G::template zeros<Signed>(zeros + offset, o, group, nb...));
   }
 };
 
 // ---- the register tile ---------------------------------------------------------------
 
-// Octets [o0, o1) of one k-panel; `tail` adds the blocks past the last full
-// octet (the last panel when k is not a multiple of 256).
+// Octets [o0, o1) of one k-panel; `tail` adds the partial octet o1 (the last
+// panel, when nb is not a multiple of 8).
 struct Panel {
   int64_t o0, o1;
   bool tail;
@@ -248,79 +303,74 @@ struct Panel {
 template <int T>
 struct TokenRows {
   const int8_t *q[T];
-  const float *d4[T];
+  const float *dp[T];
   const float *dsum[T];
-  TokenRows(const Acts &x, int64_t t0) {
+  LLM_ALWAYS_INLINE TokenRows(const Acts &x, int64_t t0) {
     for (int t = 0; t < T; ++t) {
-      q[t] = x.q + (t0 + t) * x.k;
-      d4[t] = x.d4 + (t0 + t) * 4 * x.nb;
+      q[t] = x.q + (t0 + t) * x.q_row;
+      dp[t] = x.dp + (t0 + t) * x.nb8;
       dsum[t] = x.dsum + (t0 + t) * x.nb8;
     }
   }
 };
 
-// Lanes of the octet scale vector that belong to pair q's two blocks.
-inline __m256i pair_lanes(int q) {
-  const __m256i lo = _mm256_set1_epi32(2 * q);
-  return _mm256_add_epi32(lo, _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
-}
-
-// One weight pair against the T tokens: acc[t] += q.x * d * s, lane-wise.
-template <class F, int T>
-inline void pair_step(const typename F::Pair &w, __m256 sw2, const TokenRows<T> &x, int64_t pair, __m256 *acc) {
-#pragma GCC unroll 8
-  for (int t = 0; t < T; ++t) {
-    const __m256i v = F::dot(w, x.q[t] + 64 * pair);
-    const __m256 scale = _mm256_mul_ps(_mm256_loadu_ps(x.d4[t] + 8 * pair), sw2);
-    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), scale, acc[t]);
-  }
-}
-
-// Octet o of one weight row against the T tokens.
-template <class F, class G, class Z, int T>
-inline void octet_step(const QMatmulArgs &a, int64_t row, int64_t o, const TokenRows<T> &x, __m256 *acc) {
-  const __m256 sw = G::scales(a.scales + row * a.groups, o, a.group);
-  const uint8_t *w = a.q + row * a.row_bytes;
-#pragma GCC unroll 4
-  for (int q = 0; q < 4; ++q)
-    pair_step<F, T>(F::decode(w, 4 * o + q), _mm256_permutevar8x32_ps(sw, pair_lanes(q)), x, 4 * o + q, acc);
-  if constexpr (Z::kApplies) {
-    const __m256 zsw = Z::template zsw<G>(sw, a.zeros, row * a.groups, o, a.group);
-#pragma GCC unroll 8
-    for (int t = 0; t < T; ++t) acc[t] = _mm256_fnmadd_ps(zsw, _mm256_loadu_ps(x.dsum[t] + 8 * o), acc[t]);
-  }
-}
-
-// The blocks after the last full octet (octet o): whole pairs like above
-// with scales built lane by lane (zero past the pairs, so the padding of dsum
-// and the odd block drop out of the correction), then an odd last block
-// with the exact scalar dot. Returns that block's term per token in `odd`.
+// One decoded weight octet (scales sw, zero-point terms zsw, both in lane
+// order) against the T tokens: acc[t] += (q.x) * dp * sw - zsw * dsum.
+// Loop order: each decoded weight vector is loaded once and used for all T
+// tokens; per token only the integer sum and the float accumulator stay in
+// registers (the decoded octet itself lives in L1).
 template <class F, class Z, int T>
-void tail_step(const QMatmulArgs &a, int64_t row, int64_t o, int64_t t0, const TokenRows<T> &x, __m256 *acc,
-               float *odd) {
-  const int pairs = static_cast<int>(a.x.nb / 2 - 4 * o);
-  alignas(32) float s[kOctet] = {}, zs[kOctet] = {};
-  for (int l = 0; l < 2 * pairs; ++l) {
-    const int64_t g = row * a.groups + (o * kOctet + l) * kActBlock / a.group;
-    s[l] = _cvtsh_ss(a.scales[g]);
-    zs[l] = Z::value(a, g) * s[l];
-  }
-  const __m256 sw = _mm256_load_ps(s), zsw = _mm256_load_ps(zs);
-  const uint8_t *w = a.q + row * a.row_bytes;
-  for (int q = 0; q < pairs; ++q)
-    pair_step<F, T>(F::decode(w, 4 * o + q), _mm256_permutevar8x32_ps(sw, pair_lanes(q)), x, 4 * o + q, acc);
-  for (int t = 0; t < T; ++t) {
-    if constexpr (Z::kApplies) acc[t] = _mm256_fnmadd_ps(zsw, _mm256_loadu_ps(x.dsum[t] + 8 * o), acc[t]);
-    odd[t] = 0.0f;
-  }
-  if (a.x.nb % 2 == 1) {
-    const int64_t b = a.x.nb - 1;
-    const float ws = _cvtsh_ss(a.scales[row * a.groups + b * kActBlock / a.group]);
+LLM_ALWAYS_INLINE void octet_tokens(const typename F::Octet &w, __m256 sw, __m256 zsw, const TokenRows<T> &x,
+                                    int64_t o, __m256 *acc) {
+  typename F::Acc s[T];
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) s[t] = F::zero();
+#pragma GCC unroll 8
+  for (int v = 0; v < 8; ++v) {
+    const typename F::Lane wv = F::lane(w, v);
+#pragma GCC unroll 8
     for (int t = 0; t < T; ++t) {
-      const float dx = a.x.d[(t0 + t) * a.x.nb + b];
-      odd[t] = static_cast<float>(block_dot_scalar(a, row, t0 + t, b)) * (dx * ws);
+      s[t] = F::step(s[t], wv, x.q[t] + o * kOctetBytes + 32 * v);
+      keep_chain(s[t]);
     }
   }
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) {
+    const __m256 scale = _mm256_mul_ps(_mm256_loadu_ps(x.dp[t] + 8 * o), sw);
+    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(F::finish(s[t])), scale, acc[t]);
+    if constexpr (Z::kApplies) acc[t] = _mm256_fnmadd_ps(zsw, _mm256_loadu_ps(x.dsum[t] + 8 * o), acc[t]);
+  }
+}
+
+// Bytes of weights per octet of a row.
+template <class F>
+constexpr int64_t octet_weight_bytes() {
+  return std::is_same_v<F, I4> ? kOctetBytes / 2 : kOctetBytes;
+}
+
+template <class F, class G, class Z, int T>
+LLM_ALWAYS_INLINE void octet_step(const QMatmulArgs &a, int64_t row, int64_t o, const TokenRows<T> &x, __m256 *acc) {
+  typename F::Octet w;
+  F::decode(a.q + row * a.row_bytes + o * octet_weight_bytes<F>(), w);
+  const __m256 sw = G::scales(a.scales + row * a.groups, o, a.group);
+  const __m256 zsw = Z::template zsw<G>(sw, a.zeros, row * a.groups, o, a.group);
+  octet_tokens<F, Z, T>(w, sw, zsw, x, o, acc);
+}
+
+// The partial octet o at the end of a row: its weight bytes are copied into
+// a zero-padded buffer (never reading past the row); lanes of missing blocks
+// get zero scales, and their activations are zero anyway.
+template <class F, class Z, int T>
+void tail_step(const QMatmulArgs &a, int64_t row, int64_t o, const TokenRows<T> &x, __m256 *acc) {
+  constexpr int64_t kBytes = octet_weight_bytes<F>();
+  alignas(32) uint8_t pad[kBytes] = {};
+  const int64_t valid = (a.x.nb - o * kOctet) * (kBytes / kOctet);
+  std::memcpy(pad, a.q + row * a.row_bytes + o * kBytes, static_cast<size_t>(valid));
+  typename F::Octet w;
+  F::decode(pad, w);
+  const __m256 sw = GroupAny::scales(a.scales + row * a.groups, o, a.group, a.x.nb);
+  const __m256 zsw = Z::template zsw<GroupAny>(sw, a.zeros, row * a.groups, o, a.group, a.x.nb);
+  octet_tokens<F, Z, T>(w, sw, zsw, x, o, acc);
 }
 
 // out[t0 + t][j + r] for r < R, t < T over one panel.
@@ -334,12 +384,11 @@ void tile(const QMatmulArgs &a, int64_t j, int64_t t0, const Panel &p) {
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) octet_step<F, G, Z, T>(a, j + r, o, x, acc[r]);
   }
-  float odd[R][T] = {};
   if (p.tail)
-    for (int r = 0; r < R; ++r) tail_step<F, Z, T>(a, j + r, p.o1, t0, x, acc[r], odd[r]);
+    for (int r = 0; r < R; ++r) tail_step<F, Z, T>(a, j + r, p.o1, x, acc[r]);
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) {
-      const float s = avx2::hsum(acc[r][t]) + odd[r][t];
+      const float s = avx2::hsum(acc[r][t]);
       float *o = a.out + (t0 + t) * a.ldo + j + r;
       // The first panel starts from the bias; later panels accumulate.
       *o = p.o0 > 0 ? *o + s : (a.bias ? a.bias[j + r] + s : s);
@@ -402,15 +451,19 @@ void pick_group(const QMatmulArgs &a, int64_t j0, int64_t j1) {
 }  // namespace
 
 void quantize_row_avx2(const float *x, int64_t nb, int64_t nb8, const ActRow &row) {
-  int64_t b = 0;
-  for (; b + 2 <= nb; b += 2) {
-    // Regroup the pair by halves: [b0 lo | b1 lo], [b0 hi | b1 hi].
-    const __m256i q0 = quantize_block(x + b * kActBlock, row.d + b, row.sum + b);
-    const __m256i q1 = quantize_block(x + (b + 1) * kActBlock, row.d + b + 1, row.sum + b + 1);
-    store256(row.q + b * kActBlock, _mm256_permute2x128_si256(q0, q1, 0x20));
-    store256(row.q + b * kActBlock + 32, _mm256_permute2x128_si256(q0, q1, 0x31));
+  alignas(32) int8_t blocks[kOctetBytes];
+  for (int64_t o = 0; o * kOctet < nb; ++o) {
+    // Quantize up to 8 blocks in element order (zeros past nb), then store
+    // them octet-interleaved.
+    for (int64_t j = 0; j < kOctet; ++j) {
+      const int64_t b = o * kOctet + j;
+      const __m256i q = b < nb ? quantize_block(x + b * kActBlock, row.d + b, row.sum + b) : _mm256_setzero_si256();
+      store256(blocks + j * kActBlock, q);
+    }
+    __m256i v[8];
+    interleave_octet(blocks, v);
+    for (int i = 0; i < 8; ++i) store256(row.q + o * kOctetBytes + 32 * i, v[i]);
   }
-  if (b < nb) store256(row.q + b * kActBlock, quantize_block(x + b * kActBlock, row.d + b, row.sum + b));
   finish_act_row(nb, nb8, row);
 }
 
@@ -424,3 +477,5 @@ void matmul_q_rows_avx2(const QMatmulArgs &a, int64_t j0, int64_t j1) {
 }
 
 }  // namespace llm::cpu::detail
+
+#undef LLM_ALWAYS_INLINE

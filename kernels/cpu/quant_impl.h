@@ -13,61 +13,69 @@ namespace llm::cpu::detail {
 
 // ---- quantized activations ---------------------------------------------------
 //
-// Scratch layout written by quantize_acts for n rows of k = 32 * nb floats.
-// Every region starts 64-byte aligned; row i of a region with row length L
-// starts at element i * L.
-//   q    : k int8 per row. Blocks go in pairs (2p, 2p + 1) of 64 bytes,
-//          first halves then second halves:
-//              b0[0..15] b1[0..15] b0[16..31] b1[16..31]
-//          so that one 256-bit multiply covers half of each block, matching
-//          the low / high nibbles of 32 bytes of I4 weights. When nb is odd
-//          the last block is stored as is (act_half_offset).
-//   d    : nb float block scales (x ~= q * d)
-//   sum  : nb int32 block sums (sum of the 32 int8 values)
-//   d4   : 4 * nb floats, each block scale repeated 4 times: a pair's
-//          [d0 d0 d0 d0 d1 d1 d1 d1] lines up with the int32 lanes of its
-//          dot products, so SIMD code loads it instead of building it
-//   dsum : nb8 = nb rounded up to 8 floats, d * sum per block (zero padded),
-//          for applying zero points in float, 8 blocks at a time
+// Blocks are handled in octets of 8 (256 elements). Within an octet the
+// SIMD code gives every block one 32-bit lane, in the lane order
+//     lane s : block kOctetBlock[s] = 0 2 4 6 1 3 5 7
+// (what the 128-bit-lane-local unpack instructions produce for free), so
+// that sums over an octet are plain vector adds and one float scale vector
+// covers 8 blocks.
+//
+// Scratch layout written by quantize_acts for n rows of k = 32 * nb floats,
+// nb8 = nb rounded up to 8. Every region starts 64-byte aligned; region rows
+// are contiguous.
+//   q    : nb8 * 32 int8 per row. Octet o is 256 bytes: 8 vectors of 32
+//          bytes, vector v holding elements 4v..4v+3 of the octet's 8 blocks
+//          in lane order (4 bytes per lane). Blocks past nb are zero.
+//   d    : nb float block scales (x ~= q * d), natural order
+//   sum  : nb int32 block sums (sum of the 32 int8 values), natural order
+//   dp   : nb8 floats, the block scales in octet lane order (0 past nb)
+//   dsum : nb8 floats, d * sum in octet lane order (0 past nb), for applying
+//          zero points in float
+
+constexpr int64_t kOctet = 8;
+constexpr int64_t kOctetBytes = kOctet * kActBlock;
+constexpr int kOctetBlock[kOctet] = {0, 2, 4, 6, 1, 3, 5, 7};
 
 inline int64_t align64(int64_t bytes) { return (bytes + 63) / 64 * 64; }
 
+// Lane of block j (0..7) within its octet: the inverse of kOctetBlock.
+inline int64_t octet_lane(int64_t j) { return (j % 2) * 4 + j / 2; }
+
+// Byte offset within a row of q of elements e..e+3 (e % 4 == 0) of block b.
+inline int64_t act_unit_offset(int64_t b, int64_t e) {
+  return (b / kOctet) * kOctetBytes + (e / 4) * 32 + octet_lane(b % kOctet) * 4;
+}
+
 struct ActsLayout {
-  int64_t k = 0, nb = 0, nb8 = 0;
-  int64_t d_offset = 0, sum_offset = 0, d4_offset = 0, dsum_offset = 0, bytes = 0;
-  ActsLayout(int64_t n, int64_t k_) : k(k_), nb(k_ / kActBlock), nb8((nb + 7) / 8 * 8) {
-    d_offset = align64(n * k);
+  int64_t k = 0, nb = 0, nb8 = 0, q_row = 0;
+  int64_t d_offset = 0, sum_offset = 0, dp_offset = 0, dsum_offset = 0, bytes = 0;
+  ActsLayout(int64_t n, int64_t k_) : k(k_), nb(k_ / kActBlock), nb8((nb + 7) / 8 * 8), q_row(nb8 * kActBlock) {
+    d_offset = align64(n * q_row);
     sum_offset = d_offset + align64(n * nb * 4);
-    d4_offset = sum_offset + align64(n * nb * 4);
-    dsum_offset = d4_offset + align64(n * nb * 16);
+    dp_offset = sum_offset + align64(n * nb * 4);
+    dsum_offset = dp_offset + align64(n * nb8 * 4);
     bytes = dsum_offset + align64(n * nb8 * 4);
   }
 };
-
-// Byte offset within a row of q of half h (0: elements 0..15, 1: 16..31) of
-// block b.
-inline int64_t act_half_offset(int64_t nb, int64_t b, int h) {
-  if (nb % 2 == 1 && b == nb - 1) return b * kActBlock + 16 * h;
-  return 64 * (b / 2) + 32 * h + 16 * (b % 2);
-}
 
 // One row of the scratch regions (for writing).
 struct ActRow {
   int8_t *q;
   float *d;
   int32_t *sum;
-  float *d4;
+  float *dp;
   float *dsum;
 };
 
-// Read-only view of all rows, used by the matmul bodies.
+// Read-only view of all rows, used by the matmul bodies: token i's data is
+// q + i * q_row, d / sum + i * nb, dp / dsum + i * nb8.
 struct Acts {
   const int8_t *q;
   const float *d;
   const int32_t *sum;
-  const float *d4;
+  const float *dp;
   const float *dsum;
-  int64_t k, nb, nb8;
+  int64_t k, nb, nb8, q_row;
 };
 
 // Blocks whose largest magnitude is below this are stored as all zeros with
@@ -88,8 +96,7 @@ inline void block_scale(float amax, float *d, float *inv) {
   }
 }
 
-// Writes the per-block values derived from d and sum (d4, dsum) and the dsum
-// padding of a row whose d and sum are complete.
+// Writes dp and dsum (padding included) of a row whose d and sum are done.
 void finish_act_row(int64_t nb, int64_t nb8, const ActRow &row);
 
 // Quantizes one row of nb blocks of 32 floats.

@@ -8,15 +8,15 @@
 //    scaling and summation round:  |out - R_q| <= (nb + 4) * 2^-23 * S with
 //    S = |bias| + sum_b |d_b s_g| sum_e (|qw| + |z|) |qx| (nb = blocks per
 //    row). S bounds every partial sum whatever way a path splits a block's
-//    dot product (the SIMD paths scale half-blocks, the zero-point term
-//    separately). Paths therefore agree with each other within twice that.
+//    dot product (the SIMD paths scale sum qw qx and the zero-point term
+//    z sum qx separately). Paths therefore agree within twice that.
 //  * float reference: dequantized weights times the unquantized float
 //    activations in float64; the activation rounding error is at most half
 //    a step per element:  |out - R| <= sum_k |w_k| * d_b(k) / 2 * (1 + 1e-5)
 //    + 1e-5 * (|bias| + sum_k |w_k x_k|).
-//  * quantized activations and results for one ISA are bit-identical for
-//    every thread count; the quantized activations of every ISA are
-//    bit-identical to the scalar path's.
+//  * results for one ISA are bit-identical for every thread count; the
+//    quantized activations (every byte of the scratch) are bit-identical for
+//    every ISA and thread count.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -30,6 +30,7 @@
 #include "format/error.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/quant.h"
+#include "kernels/cpu/quant_impl.h"
 #include "runtime/thread_pool.h"
 
 namespace llm::cpu {
@@ -166,26 +167,23 @@ struct Scratch {
   Scratch(int64_t n, int64_t k) : buf(quantized_acts_bytes(n, k)), bytes(quantized_acts_bytes(n, k)) {}
 };
 
-// Unpacks the scratch layout: regions q, d, sum (then more), each 64-byte
-// aligned; q stores blocks in pairs interleaved by 16-byte halves
-// (b0[0..15] b1[0..15] b0[16..31] b1[16..31]), an odd last block as is.
+// Reads q, d and sum back through the internal scratch layout
+// (kernels/cpu/quant_impl.h).
 QuantActs read_acts(const void *scratch, int64_t n, int64_t k) {
-  const auto up = [](int64_t v) { return (v + 63) / 64 * 64; };
-  const int64_t nb = k / 32;
+  const detail::ActsLayout l(n, k);
   const auto *base = static_cast<const unsigned char *>(scratch);
   QuantActs a;
   a.q.resize(static_cast<size_t>(n * k));
-  a.d.resize(static_cast<size_t>(n * nb));
-  a.sum.resize(static_cast<size_t>(n * nb));
+  a.d.resize(static_cast<size_t>(n * l.nb));
+  a.sum.resize(static_cast<size_t>(n * l.nb));
   for (int64_t i = 0; i < n; ++i)
-    for (int64_t b = 0; b < nb; ++b)
+    for (int64_t b = 0; b < l.nb; ++b)
       for (int64_t e = 0; e < 32; ++e) {
-        const bool odd_last = nb % 2 == 1 && b == nb - 1;
-        const int64_t at = odd_last ? b * 32 + e : 64 * (b / 2) + 32 * (e / 16) + 16 * (b % 2) + e % 16;
-        a.q[i * k + b * 32 + e] = static_cast<int8_t>(base[i * k + at]);
+        const int64_t at = i * l.q_row + detail::act_unit_offset(b, e / 4 * 4) + e % 4;
+        a.q[i * k + b * 32 + e] = static_cast<int8_t>(base[at]);
       }
-  std::memcpy(a.d.data(), base + up(n * k), a.d.size() * 4);
-  std::memcpy(a.sum.data(), base + up(n * k) + up(n * nb * 4), a.sum.size() * 4);
+  std::memcpy(a.d.data(), base + l.d_offset, a.d.size() * 4);
+  std::memcpy(a.sum.data(), base + l.sum_offset, a.sum.size() * 4);
   return a;
 }
 
