@@ -32,12 +32,13 @@
 // weight octet is reused for the T tokens, and the task's weight rows (at
 // most 64 x panel bytes) stay in L2 across token tiles, so weights come from
 // memory once per call. Decode (n = 1) uses 4-row tiles: four weight
-// streams in flight over whole rows. The last, partial octet of a row (k
-// not a multiple of 256) is copied into a zero-padded buffer first, so no
-// read goes past a row. The float accumulators hold 8 lanes per (row,
-// token) and are reduced at the end of each panel onto out (bias first) in
-// a fixed order: results depend on the shapes only, never on the thread
-// count.
+// streams in flight over whole rows, plus software prefetch of the rows two
+// tiles ahead (rows are too short for the hardware prefetchers alone).
+// The last, partial octet of a row (k not a multiple of 256) is copied into
+// a zero-padded buffer first, so no read goes past a row. The float
+// accumulators hold 8 lanes per (row, token) and are reduced at the end of
+// each panel onto out (bias first) in a fixed order: results depend on the
+// shapes only, never on the thread count.
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
@@ -373,6 +374,23 @@ void tail_step(const QMatmulArgs &a, int64_t row, int64_t o, const TokenRows<T> 
   octet_tokens<F, Z, T>(w, sw, zsw, x, o, acc);
 }
 
+// Decode streams the weights once with little work per byte; each row's
+// run is short (1-6 KiB), too short for the hardware prefetchers to get
+// ahead on their own. So the multi-row (decode) tiles prefetch the same
+// octet of the row kPrefetchRows further on: about two tiles of lead time.
+constexpr int64_t kPrefetchRows = 8;
+
+template <class F>
+LLM_ALWAYS_INLINE void prefetch_octet(const QMatmulArgs &a, int64_t row, int64_t o) {
+  if (row >= a.rows) return;
+  const auto line = [](const void *p) { _mm_prefetch(static_cast<const char *>(p), _MM_HINT_T0); };
+  const uint8_t *w = a.q + row * a.row_bytes + o * octet_weight_bytes<F>();
+  for (int64_t b = 0; b < octet_weight_bytes<F>(); b += 64) line(w + b);
+  const int64_t g = row * a.groups + o * kOctetBytes / a.group;
+  line(a.scales + g);
+  if (a.zeros) line(a.zeros + g);
+}
+
 // out[t0 + t][j + r] for r < R, t < T over one panel.
 template <class F, class G, class Z, int R, int T>
 void tile(const QMatmulArgs &a, int64_t j, int64_t t0, const Panel &p) {
@@ -382,7 +400,10 @@ void tile(const QMatmulArgs &a, int64_t j, int64_t t0, const Panel &p) {
     for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
   for (int64_t o = p.o0; o < p.o1; ++o) {
 #pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) octet_step<F, G, Z, T>(a, j + r, o, x, acc[r]);
+    for (int r = 0; r < R; ++r) {
+      if constexpr (R > 1) prefetch_octet<F>(a, j + r + kPrefetchRows, o);
+      octet_step<F, G, Z, T>(a, j + r, o, x, acc[r]);
+    }
   }
   if (p.tail)
     for (int r = 0; r < R; ++r) tail_step<F, Z, T>(a, j + r, p.o1, x, acc[r]);
