@@ -44,7 +44,7 @@ extern "C" {
 #define LLM_VERSION_PATCH 0
 /* Incremented on every change to this header's ABI (only additions while the
  * major version stays the same). */
-#define LLM_API_VERSION 1
+#define LLM_API_VERSION 2
 
 /* "MAJOR.MINOR.PATCH" of the library actually loaded. */
 LLM_API const char *llm_version(void);
@@ -174,6 +174,40 @@ LLM_API llm_status llm_token_to_piece(const llm_model *model, llm_token token, c
 
 /* ---- Session ------------------------------------------------------------- */
 
+/* Storage of the KV cache. Sizes per token and layer, for n_kv KV heads of
+ * head_dim values, K and V together:
+ *   F32  8 * n_kv * head_dim bytes        F16, BF16  4 * n_kv * head_dim
+ *   INT8 2 * n_kv * (head_dim + 2)        (int8 values, one f16 scale per head and token)
+ *   INT4 2 * n_kv * (head_dim/2 + head_dim/16)  (groups of 32 values, one f16 scale each;
+ *                                                head_dim must be a multiple of 32)
+ * The cache is allocated in pages of LLM_KV_PAGE_TOKENS positions. */
+typedef enum llm_kv_type {
+  LLM_KV_DEFAULT = 0, /* F16 */
+  LLM_KV_F32 = 1,
+  LLM_KV_F16 = 2,
+  LLM_KV_BF16 = 3,
+  LLM_KV_INT8 = 4,
+  LLM_KV_INT4 = 5
+} llm_kv_type;
+
+#define LLM_KV_PAGE_TOKENS 16
+
+/* What happens when the context is full. */
+typedef enum llm_context_policy {
+  /* Evaluation fails with LLM_ERR_CONTEXT_FULL; llm_generate stops with
+   * LLM_STOP_CONTEXT_FULL. */
+  LLM_CONTEXT_STOP = 0,
+  /* The oldest tokens after the first n_keep are dropped (n_discard of them,
+   * default half) and the cached keys of the rest are re-rotated to their new
+   * positions, so generation continues without recomputation. A leading BOS
+   * token is always kept. */
+  LLM_CONTEXT_SHIFT = 1
+} llm_context_policy;
+
+/* A pool of KV-cache pages shared by several sessions of one model (see
+ * llm_kv_pool_create). */
+typedef struct llm_kv_pool llm_kv_pool;
+
 typedef struct llm_session_params {
   size_t struct_size;
   /* Context length in tokens; 0 = the model's context length. */
@@ -186,14 +220,64 @@ typedef struct llm_session_params {
   int32_t logits_all;
   /* Upper bound on the bytes the session may reserve; 0 = no limit. */
   uint64_t memory_limit;
+  /* --- since API version 2 --- */
+  /* llm_kv_type of the cache (ignored when kv_pool is set: the pool's). */
+  int32_t kv_type;
+  /* llm_context_policy. */
+  int32_t context_policy;
+  /* LLM_CONTEXT_SHIFT: tokens at the start that are never dropped. */
+  int32_t n_keep;
+  /* LLM_CONTEXT_SHIFT: tokens dropped per shift; 0 = half of the droppable. */
+  int32_t n_discard;
+  /* NULL: the session reserves a KV cache of its own (counted in
+   * llm_session_memory_required). Otherwise its pages come from this pool
+   * (which must belong to the same model), and sessions of the pool that use
+   * LLM_CONTEXT_STOP share the pages of a common prefix copy-on-write
+   * (llm_session_fork). */
+  llm_kv_pool *kv_pool;
 } llm_session_params;
 
 LLM_API void llm_session_params_init(llm_session_params *params);
 
-/* Bytes llm_session_create would reserve for these parameters. Thread-safe. */
+/* Bytes llm_session_create would reserve for these parameters: the KV cache
+ * (pages_for(n_ctx) pages, where a page holds LLM_KV_PAGE_TOKENS positions;
+ * 0 on a shared pool), working buffers, logits and bookkeeping. Thread-safe. */
 LLM_API llm_status llm_session_memory_required(const llm_model *model,
                                                const llm_session_params *params,
                                                uint64_t *bytes);
+
+typedef struct llm_kv_pool_params {
+  size_t struct_size;
+  int32_t kv_type;      /* llm_kv_type */
+  int32_t n_tokens;     /* capacity, in positions over all its sessions (rounded up to pages) */
+  uint64_t memory_limit; /* 0 = none; LLM_ERR_OUT_OF_MEMORY if the pool would exceed it */
+} llm_kv_pool_params;
+
+LLM_API void llm_kv_pool_params_init(llm_kv_pool_params *params);
+
+/* Reserve a pool of KV pages for sessions of `model`. Memory is committed,
+ * never allocated lazily: creating a session on the pool reserves, out of
+ * the pool, every page the session may still need to fill its context (less
+ * the pages it shares), and fails with LLM_ERR_OUT_OF_MEMORY when the pool
+ * cannot provide them; generation never runs out of pages. The pool lives
+ * until it and all of its sessions are freed. Thread-safe. */
+LLM_API llm_status llm_kv_pool_create(llm_model *model, const llm_kv_pool_params *params,
+                                      llm_kv_pool **out);
+/* Release the caller's reference (sessions keep the pool alive). NULL is ignored. */
+LLM_API void llm_kv_pool_free(llm_kv_pool *pool);
+
+typedef struct llm_kv_pool_info {
+  size_t struct_size;
+  int32_t kv_type;
+  int32_t page_tokens;        /* LLM_KV_PAGE_TOKENS */
+  int64_t n_pages;
+  int64_t pages_used;         /* holding tokens of some session */
+  int64_t pages_committed;    /* promised to sessions, not yet used */
+  int64_t pages_shared;       /* used by more than one session */
+  uint64_t bytes;             /* memory reserved by the pool */
+} llm_kv_pool_info;
+
+LLM_API llm_status llm_kv_pool_get_info(const llm_kv_pool *pool, llm_kv_pool_info *info);
 
 /* Create a session: reserves its KV cache and every working buffer now;
  * nothing is allocated later. Fails with LLM_ERR_OUT_OF_MEMORY (stating the
@@ -212,8 +296,13 @@ typedef struct llm_session_info {
   int32_t n_ctx;              /* context capacity in tokens */
   int32_t n_batch;            /* largest forward step */
   int32_t n_tokens;           /* tokens in the context now */
-  uint64_t kv_bytes;          /* KV cache size */
+  uint64_t kv_bytes;          /* KV cache reserved by the session (0 on a shared pool) */
   uint64_t memory_bytes;      /* everything the session reserved (= llm_session_memory_required) */
+  /* --- since API version 2 --- */
+  int32_t kv_type;            /* llm_kv_type in use (never LLM_KV_DEFAULT) */
+  int32_t context_policy;     /* llm_context_policy */
+  uint64_t kv_bytes_per_token; /* KV bytes of one position, all layers */
+  uint64_t n_shifts;          /* context shifts so far */
 } llm_session_info;
 
 /* Fill *info (set info->struct_size = sizeof *info first, as for
@@ -230,6 +319,51 @@ LLM_API llm_status llm_session_n_tokens(const llm_session *session, size_t *n_ou
  * tokens evaluated before the cancellation point, and the session stays
  * usable). */
 LLM_API llm_status llm_session_eval(llm_session *session, const llm_token *tokens, size_t n);
+
+/* Keep only the first n_tokens tokens of the context (e.g. to regenerate an
+ * answer); the KV cache of the rest is dropped without recomputation. Logits
+ * become unavailable until the next evaluation (llm_generate re-evaluates the
+ * last token by itself). LLM_ERR_INVALID_ARGUMENT if n_tokens exceeds the
+ * context; LLM_ERR_OUT_OF_MEMORY (nothing changed) if the page holding the
+ * new end is shared and the pool cannot back its copy. */
+LLM_API llm_status llm_session_truncate(llm_session *session, size_t n_tokens);
+
+/* Create a session holding a copy of `src`'s context (tokens, KV cache, last
+ * logits), e.g. a system prompt evaluated once and continued by many
+ * sessions. With params->kv_pool equal to src's pool (and both using
+ * LLM_CONTEXT_STOP) the full pages are shared copy-on-write, not copied;
+ * otherwise the cache is copied (params->kv_type must then match src's).
+ * params may be NULL (src's pool and settings). `src` must not be in use by
+ * another thread during the call. */
+LLM_API llm_status llm_session_fork(const llm_session *src, const llm_session_params *params,
+                                    llm_session **out);
+
+/* Evaluate one token in each of n sessions of one model with a single pass
+ * over the weights (decoding n sequences costs about as much memory traffic
+ * as one). tokens[i] is appended to sessions[i]; afterwards each session's
+ * logits are those of its new token. n must not exceed sessions[0]'s n_batch;
+ * sessions must be distinct and not in use elsewhere. A full context is
+ * shifted under LLM_CONTEXT_SHIFT, otherwise LLM_ERR_CONTEXT_FULL (nothing
+ * evaluated). */
+LLM_API llm_status llm_decode_batch(llm_session *const *sessions, const llm_token *tokens, size_t n);
+
+/* ---- Session state ---------------------------------------------------------- */
+
+/* The session's state (tokens, KV cache, last logits) as a versioned,
+ * checksummed byte string bound to the model file it was made with.
+ * llm_session_state_size gives the bytes llm_session_save writes now. */
+LLM_API llm_status llm_session_state_size(const llm_session *session, size_t *bytes);
+LLM_API llm_status llm_session_save(const llm_session *session, void *buf, size_t capacity,
+                                    size_t *len_out);
+/* Replace the session's context with a saved state. LLM_ERR_FORMAT if the
+ * bytes are truncated, corrupt or of another version; LLM_ERR_INVALID_ARGUMENT
+ * if they come from another model file or a different KV type;
+ * LLM_ERR_CONTEXT_FULL if they hold more tokens than the session's context.
+ * On failure the session is unchanged. */
+LLM_API llm_status llm_session_restore(llm_session *session, const void *buf, size_t len);
+/* The same through a file (written atomically: a temporary file renamed). */
+LLM_API llm_status llm_session_save_file(const llm_session *session, const char *path);
+LLM_API llm_status llm_session_restore_file(llm_session *session, const char *path);
 
 /* vocab_size logits of the last evaluated position, or NULL if nothing has
  * been evaluated. Owned by the session; valid until the next call that

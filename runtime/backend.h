@@ -11,6 +11,7 @@
 #include <string>
 
 #include "format/model_file.h"
+#include "runtime/kv_cache.h"
 
 namespace llm {
 
@@ -41,22 +42,6 @@ struct Act {
   }
 };
 
-// Per-layer KV storage in backend memory: K and V of every layer laid out
-// [layer][kv_head][capacity][head_dim], fp32.
-struct KvCache {
-  float *k = nullptr;
-  float *v = nullptr;
-  int64_t n_layers = 0;
-  int64_t n_kv_heads = 0;
-  int64_t capacity = 0;   // positions
-  int64_t head_dim = 0;
-  float *layer_k(int64_t layer) const { return k + layer * n_kv_heads * capacity * head_dim; }
-  float *layer_v(int64_t layer) const { return v + layer * n_kv_heads * capacity * head_dim; }
-  static uint64_t bytes(int64_t n_layers, int64_t n_kv_heads, int64_t capacity, int64_t head_dim) {
-    return 2ull * static_cast<uint64_t>(n_layers * n_kv_heads * capacity * head_dim) * sizeof(float);
-  }
-};
-
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -83,14 +68,26 @@ class Backend {
   virtual void matmul(Act x, const Weight &w, const Weight *bias, Act out, void *scratch) = 0;
   // Rotates each row's n_heads heads; cos/sin are host arrays [rows][head_dim/2].
   virtual void rope(Act x, int64_t n_heads, int64_t head_dim, const float *cos, const float *sin) = 0;
-  // Stores rows of k and v (each [n][n_kv_heads*head_dim]) at positions pos0.. of `layer`.
-  virtual void store_kv(const KvCache &kv, int64_t layer, int64_t pos0, Act k, Act v) = 0;
-  virtual void attention(const KvCache &kv, int64_t layer, Act q, int64_t n_heads, int64_t pos0,
+  // Stores rows of k and v (each [n][n_kv_heads*head_dim]) at positions
+  // pos0.. of `layer`, in the cache's row format (the pages are writable:
+  // KvSequence::prepare_write).
+  virtual void store_kv(const KvSequence &kv, int64_t layer, int64_t pos0, Act k, Act v) = 0;
+  // Causal attention of q's rows (positions pos0..) over the cache; scratch
+  // holds attention_scratch_floats(kv.n_ctx()).
+  virtual void attention(const KvSequence &kv, int64_t layer, Act q, int64_t n_heads, int64_t pos0,
                          int64_t window, float scale, Act out, float *scratch) = 0;
+  // Moves n positions of every layer from src to dst (< src), rotating the
+  // keys by the angle whose cos/sin (host arrays of head_dim/2) are given.
+  virtual void kv_shift(const KvSequence &kv, int64_t dst, int64_t src, int64_t n, const float *cos,
+                        const float *sin) = 0;
   virtual void silu_mul(Act gate, Act up) = 0;
   virtual void add(Act x, Act y) = 0;
   // Copies rows to host memory (dst: rows*cols floats, packed).
   virtual void read(Act src, float *dst) = 0;
+  // Byte copies: backend to backend memory, backend to host, host to backend.
+  virtual void copy(void *dst, const void *src, size_t bytes) = 0;
+  virtual void to_host(void *dst, const void *src, size_t bytes) = 0;
+  virtual void from_host(void *dst, const void *src, size_t bytes) = 0;
 };
 
 class ThreadPool;

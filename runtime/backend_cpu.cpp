@@ -5,6 +5,7 @@
 
 #include "format/error.h"
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/kv.h"
 #include "kernels/cpu/quant.h"
 #include "runtime/backend.h"
 #include "runtime/host_memory.h"
@@ -85,24 +86,38 @@ class CpuBackend final : public Backend {
       cpu::rope(x.data + i * x.stride, n_heads, head_dim, cos + i * half, sin + i * half);
   }
 
-  void store_kv(const KvCache &kv, int64_t layer, int64_t pos0, Act k, Act v) override {
-    float *kl = kv.layer_k(layer);
-    float *vl = kv.layer_v(layer);
-    size_t head_bytes = static_cast<size_t>(kv.head_dim) * sizeof(float);
-    for (int64_t i = 0; i < k.rows; ++i) {
-      for (int64_t h = 0; h < kv.n_kv_heads; ++h) {
-        int64_t dst = (h * kv.capacity + pos0 + i) * kv.head_dim;
-        std::memcpy(kl + dst, k.data + i * k.stride + h * kv.head_dim, head_bytes);
-        std::memcpy(vl + dst, v.data + i * v.stride + h * kv.head_dim, head_bytes);
+  void store_kv(const KvSequence &kv, int64_t layer, int64_t pos0, Act k, Act v) override {
+    const KvGeometry &g = kv.geometry();
+    const int64_t hd = g.head_dim;
+    for (int64_t i = 0; i < k.rows; ++i)
+      for (int64_t h = 0; h < g.n_kv_heads; ++h) {
+        cpu::kv_quantize_row(g.type, k.data + i * k.stride + h * hd, hd, kv.row(layer, 0, h, pos0 + i));
+        cpu::kv_quantize_row(g.type, v.data + i * v.stride + h * hd, hd, kv.row(layer, 1, h, pos0 + i));
       }
-    }
   }
 
-  void attention(const KvCache &kv, int64_t layer, Act q, int64_t n_heads, int64_t pos0,
+  void attention(const KvSequence &kv, int64_t layer, Act q, int64_t n_heads, int64_t pos0,
                  int64_t window, float scale, Act out, float *scratch) override {
-    cpu::attention(pool_, q.data, q.rows, q.stride, n_heads, kv.n_kv_heads, kv.head_dim,
-                   kv.layer_k(layer), kv.layer_v(layer), kv.capacity, pos0, window, scale,
-                   out.data, out.stride, scratch, scratch_stride(kv.capacity));
+    const cpu::KvLayerView view = kv.layer_view(layer);
+    cpu::paged_attention(pool_, q.data, q.rows, q.stride, n_heads, kv.geometry().n_kv_heads, view, pos0, window,
+                         scale, out.data, out.stride, scratch, scratch_stride(kv.n_ctx()));
+  }
+
+  void kv_shift(const KvSequence &kv, int64_t dst, int64_t src, int64_t n, const float *cos,
+                const float *sin) override {
+    const KvGeometry &g = kv.geometry();
+    const int64_t hd = g.head_dim;
+    const size_t row_bytes = g.row_bytes();
+    float buf[1024];  // head_dim <= 512 (cpu::kv_type_fits)
+    // Ascending positions: a row is read before any later write can reach it.
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t l = 0; l < g.n_layers; ++l)
+        for (int64_t h = 0; h < g.n_kv_heads; ++h) {
+          cpu::kv_dequantize_row(g.type, kv.row(l, 0, h, src + i), hd, buf);
+          cpu::rope(buf, 1, hd, cos, sin);
+          cpu::kv_quantize_row(g.type, buf, hd, kv.row(l, 0, h, dst + i));
+          std::memcpy(kv.row(l, 1, h, dst + i), kv.row(l, 1, h, src + i), row_bytes);
+        }
   }
 
   void silu_mul(Act gate, Act up) override {
@@ -120,6 +135,10 @@ class CpuBackend final : public Backend {
       std::memcpy(dst + i * src.cols, src.data + i * src.stride,
                   static_cast<size_t>(src.cols) * sizeof(float));
   }
+
+  void copy(void *dst, const void *src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void to_host(void *dst, const void *src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void from_host(void *dst, const void *src, size_t bytes) override { std::memcpy(dst, src, bytes); }
 
  private:
   static cpu::QuantWeight quant_view(const Weight &w) {

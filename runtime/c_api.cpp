@@ -2,6 +2,7 @@
 // C++ exceptions into llm_status plus a thread-local message. All logic lives
 // in the C++ classes below this layer; no exception crosses it.
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <new>
 #include <string>
@@ -10,12 +11,19 @@
 #include "format/error.h"
 #include "llm.h"
 #include "runtime/c_api_util.h"
+#include "runtime/file_io.h"
 #include "runtime/generate.h"
 #include "runtime/model.h"
 #include "runtime/session.h"
 
 struct llm_session {
   std::unique_ptr<llm::Session> session;
+  llm_model *owner = nullptr;
+  llm_kv_pool *pool_handle = nullptr;  // identity of a shared pool (not owned)
+};
+
+struct llm_kv_pool {
+  std::shared_ptr<llm::KvPool> pool;
   llm_model *owner = nullptr;
 };
 
@@ -252,15 +260,52 @@ void llm_session_params_init(llm_session_params *p) {
   p->struct_size = sizeof *p;
 }
 
-static llm_status session_options(const llm_session_params *params, llm::SessionOptions *o) {
+// Layout sizes of the first published versions of growing structs.
+constexpr size_t kSessionParamsV1 = offsetof(llm_session_params, kv_type);
+constexpr size_t kSessionInfoV1 = offsetof(llm_session_info, kv_type);
+
+static bool kv_type_of(int32_t v, llm::KvType *t) {
+  switch (v) {
+    case LLM_KV_DEFAULT:
+    case LLM_KV_F16: *t = llm::KvType::F16; return true;
+    case LLM_KV_F32: *t = llm::KvType::F32; return true;
+    case LLM_KV_BF16: *t = llm::KvType::BF16; return true;
+    case LLM_KV_INT8: *t = llm::KvType::Q8; return true;
+    case LLM_KV_INT4: *t = llm::KvType::Q4; return true;
+    default: return false;
+  }
+}
+
+static int32_t kv_type_value(llm::KvType t) {
+  switch (t) {
+    case llm::KvType::F32: return LLM_KV_F32;
+    case llm::KvType::F16: return LLM_KV_F16;
+    case llm::KvType::BF16: return LLM_KV_BF16;
+    case llm::KvType::Q8: return LLM_KV_INT8;
+    case llm::KvType::Q4: return LLM_KV_INT4;
+  }
+  return LLM_KV_DEFAULT;
+}
+
+static llm_status session_options(const llm_model *model, const llm_session_params *params,
+                                  llm::SessionOptions *o) {
   llm_session_params p;
   llm_session_params_init(&p);
-  if (llm_status st = read_params(params, &p, sizeof(llm_session_params), "llm_session_params")) return st;
+  if (llm_status st = read_params(params, &p, kSessionParamsV1, "llm_session_params")) return st;
   LLM_CHECK_ARG(p.n_ctx >= 0 && p.n_batch >= 0, "n_ctx and n_batch must not be negative");
+  LLM_CHECK_ARG(p.n_keep >= 0 && p.n_discard >= 0, "n_keep and n_discard must not be negative");
+  LLM_CHECK_ARG(kv_type_of(p.kv_type, &o->kv_type), "kv_type is not an llm_kv_type value");
+  LLM_CHECK_ARG(p.context_policy == LLM_CONTEXT_STOP || p.context_policy == LLM_CONTEXT_SHIFT,
+                "context_policy is not an llm_context_policy value");
+  LLM_CHECK_ARG(!p.kv_pool || p.kv_pool->owner == model, "kv_pool belongs to another model");
   o->n_ctx = p.n_ctx;
   o->n_batch = p.n_batch;
   o->logits_all = p.logits_all != 0;
   o->memory_limit = p.memory_limit;
+  o->policy = p.context_policy == LLM_CONTEXT_SHIFT ? llm::ContextPolicy::Shift : llm::ContextPolicy::Stop;
+  o->n_keep = p.n_keep;
+  o->n_discard = p.n_discard;
+  o->pool = p.kv_pool ? p.kv_pool->pool : nullptr;
   return LLM_OK;
 }
 
@@ -269,7 +314,7 @@ llm_status llm_session_memory_required(const llm_model *model, const llm_session
   LLM_CHECK_ARG(model, "model is NULL");
   LLM_CHECK_ARG(bytes, "bytes is NULL");
   llm::SessionOptions o;
-  if (llm_status st = session_options(params, &o)) return st;
+  if (llm_status st = session_options(model, params, &o)) return st;
   return guarded([&] { *bytes = llm::plan_session_memory(*model->model, o).total(); });
 }
 
@@ -278,21 +323,160 @@ llm_status llm_session_create(llm_model *model, const llm_session_params *params
   *out = nullptr;
   LLM_CHECK_ARG(model, "model is NULL");
   llm::SessionOptions o;
-  if (llm_status st = session_options(params, &o)) return st;
+  if (llm_status st = session_options(model, params, &o)) return st;
   return guarded([&] {
     auto handle = std::make_unique<llm_session>();
     handle->session = std::make_unique<llm::Session>(*model->model, o);
     handle->owner = model;
+    handle->pool_handle = params && params->struct_size > kSessionParamsV1 ? params->kv_pool : nullptr;
     *out = handle.release();
   });
+}
+
+llm_status llm_session_fork(const llm_session *src, const llm_session_params *params, llm_session **out) {
+  LLM_CHECK_ARG(out, "out is NULL");
+  *out = nullptr;
+  LLM_CHECK_ARG(src, "src is NULL");
+  llm::SessionOptions o;
+  llm_kv_pool *pool_handle = nullptr;
+  if (params) {
+    if (llm_status st = session_options(src->owner, params, &o)) return st;
+    pool_handle = params->struct_size > kSessionParamsV1 ? params->kv_pool : nullptr;
+  } else {
+    o = src->session->options();
+    pool_handle = src->pool_handle;
+    if (!pool_handle) o.pool = nullptr;  // src's own pool serves only src
+  }
+  return guarded([&] {
+    auto handle = std::make_unique<llm_session>();
+    handle->session = std::make_unique<llm::Session>(*src->owner->model, o, src->session.get());
+    handle->owner = src->owner;
+    handle->pool_handle = pool_handle;
+    *out = handle.release();
+  });
+}
+
+void llm_kv_pool_params_init(llm_kv_pool_params *p) {
+  if (!p) return;
+  std::memset(p, 0, sizeof *p);
+  p->struct_size = sizeof *p;
+}
+
+llm_status llm_kv_pool_create(llm_model *model, const llm_kv_pool_params *params, llm_kv_pool **out) {
+  LLM_CHECK_ARG(out, "out is NULL");
+  *out = nullptr;
+  LLM_CHECK_ARG(model, "model is NULL");
+  llm_kv_pool_params p;
+  llm_kv_pool_params_init(&p);
+  if (llm_status st = read_params(params, &p, sizeof(llm_kv_pool_params), "llm_kv_pool_params")) return st;
+  llm::KvType t;
+  LLM_CHECK_ARG(kv_type_of(p.kv_type, &t), "kv_type is not an llm_kv_type value");
+  LLM_CHECK_ARG(p.n_tokens > 0, "n_tokens must be positive");
+  return guarded([&] {
+    const llm::KvGeometry g = llm::kv_geometry(*model->model, t);
+    const int64_t pages = llm::pages_for(p.n_tokens);
+    const uint64_t bytes = static_cast<uint64_t>(pages) * g.page_bytes();
+    if (p.memory_limit && bytes > p.memory_limit)
+      llm::fail(LLM_ERR_OUT_OF_MEMORY, "the KV pool needs " + std::to_string(bytes) + " bytes (" +
+                                           std::to_string(pages) + " pages) but memory_limit is " +
+                                           std::to_string(p.memory_limit));
+    auto handle = std::make_unique<llm_kv_pool>();
+    handle->pool = std::make_shared<llm::KvPool>(model->model->backend(), g, pages);
+    handle->owner = model;
+    *out = handle.release();
+  });
+}
+
+void llm_kv_pool_free(llm_kv_pool *pool) { delete pool; }
+
+llm_status llm_kv_pool_get_info(const llm_kv_pool *pool, llm_kv_pool_info *info) {
+  LLM_CHECK_ARG(pool, "pool is NULL");
+  LLM_CHECK_ARG(info, "info is NULL");
+  const llm::KvPool &kp = *pool->pool;
+  const llm::KvPool::Usage u = kp.usage();
+  llm_kv_pool_info r;
+  std::memset(&r, 0, sizeof r);
+  r.struct_size = sizeof r;
+  r.kv_type = kv_type_value(kp.geometry().type);
+  r.page_tokens = static_cast<int32_t>(llm::kPageTokens);
+  r.n_pages = kp.n_pages();
+  r.pages_used = u.used;
+  r.pages_committed = u.committed;
+  r.pages_shared = u.shared;
+  r.bytes = kp.bytes();
+  return copy_info(r, info, sizeof(llm_kv_pool_info), "llm_kv_pool_info");
 }
 
 void llm_session_free(llm_session *session) { delete session; }
 
 llm_status llm_session_reset(llm_session *session) {
   LLM_CHECK_ARG(session, "session is NULL");
-  session->session->reset();
+  return guarded([&] { session->session->reset(); });
+}
+
+llm_status llm_session_truncate(llm_session *session, size_t n_tokens) {
+  LLM_CHECK_ARG(session, "session is NULL");
+  LLM_CHECK_ARG(n_tokens <= static_cast<size_t>(session->session->n_tokens()),
+                "n_tokens " + std::to_string(n_tokens) + " exceeds the " +
+                    std::to_string(session->session->n_tokens()) + " tokens the session holds");
+  return guarded([&] { session->session->truncate(static_cast<int64_t>(n_tokens)); });
+}
+
+llm_status llm_decode_batch(llm_session *const *sessions, const llm_token *tokens, size_t n) {
+  LLM_CHECK_ARG(sessions || n == 0, "sessions is NULL");
+  LLM_CHECK_ARG(tokens || n == 0, "tokens is NULL");
+  if (n == 0) return LLM_OK;
+  if (n > 1024) return set_error(LLM_ERR_INVALID_ARGUMENT, "at most 1024 sessions in one batch");
+  llm::Session *list[1024];
+  for (size_t i = 0; i < n; ++i) {
+    LLM_CHECK_ARG(sessions[i], "sessions[" + std::to_string(i) + "] is NULL");
+    list[i] = sessions[i]->session.get();
+  }
+  return guarded([&] { llm::Session::decode_batch(list, tokens, n); });
+}
+
+llm_status llm_session_state_size(const llm_session *session, size_t *bytes) {
+  LLM_CHECK_ARG(session, "session is NULL");
+  LLM_CHECK_ARG(bytes, "bytes is NULL");
+  *bytes = session->session->state_size();
   return LLM_OK;
+}
+
+llm_status llm_session_save(const llm_session *session, void *buf, size_t capacity, size_t *len_out) {
+  LLM_CHECK_ARG(session, "session is NULL");
+  LLM_CHECK_ARG(len_out, "len_out is NULL");
+  const size_t need = session->session->state_size();
+  *len_out = need;
+  if (capacity < need)
+    return set_error(LLM_ERR_BUFFER_TOO_SMALL, "the session state needs " + std::to_string(need) +
+                                                   " bytes, capacity is " + std::to_string(capacity));
+  LLM_CHECK_ARG(buf, "buf is NULL");
+  return guarded([&] { session->session->save_state(static_cast<uint8_t *>(buf), capacity); });
+}
+
+llm_status llm_session_restore(llm_session *session, const void *buf, size_t len) {
+  LLM_CHECK_ARG(session, "session is NULL");
+  LLM_CHECK_ARG(buf || len == 0, "buf is NULL");
+  return guarded([&] { session->session->restore_state(static_cast<const uint8_t *>(buf), len); });
+}
+
+llm_status llm_session_save_file(const llm_session *session, const char *path) {
+  LLM_CHECK_ARG(session, "session is NULL");
+  LLM_CHECK_ARG(path && *path, "path is NULL or empty");
+  return guarded([&] {
+    std::vector<uint8_t> bytes(session->session->state_size());
+    session->session->save_state(bytes.data(), bytes.size());
+    llm::write_file_atomically(path, bytes.data(), bytes.size());
+  });
+}
+
+llm_status llm_session_restore_file(llm_session *session, const char *path) {
+  LLM_CHECK_ARG(session, "session is NULL");
+  LLM_CHECK_ARG(path && *path, "path is NULL or empty");
+  return guarded([&] {
+    std::vector<uint8_t> bytes = llm::read_whole_file(path);
+    session->session->restore_state(bytes.data(), bytes.size());
+  });
 }
 
 llm_status llm_session_get_info(const llm_session *session, llm_session_info *info) {
@@ -307,7 +491,11 @@ llm_status llm_session_get_info(const llm_session *session, llm_session_info *in
   r.n_tokens = static_cast<int32_t>(s.n_tokens());
   r.kv_bytes = s.memory().kv_bytes;
   r.memory_bytes = s.memory().total();
-  return copy_info(r, info, sizeof(llm_session_info), "llm_session_info");
+  r.kv_type = kv_type_value(s.kv().geometry().type);
+  r.context_policy = s.options().policy == llm::ContextPolicy::Shift ? LLM_CONTEXT_SHIFT : LLM_CONTEXT_STOP;
+  r.kv_bytes_per_token = s.kv().geometry().bytes_per_token();
+  r.n_shifts = s.n_shifts();
+  return copy_info(r, info, kSessionInfoV1, "llm_session_info");
 }
 
 llm_status llm_session_n_tokens(const llm_session *session, size_t *n_out) {

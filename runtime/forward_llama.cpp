@@ -2,6 +2,7 @@
 // biases): pre-norm decoder blocks with grouped-query attention and a SwiGLU
 // MLP. Written as a sequence of backend operations; runs n tokens at
 // positions pos0.. and leaves logits in logits_dev_ (all n rows, or the last).
+#include <algorithm>
 #include <cmath>
 
 #include "format/error.h"
@@ -13,8 +14,8 @@ void Session::observe(int layer, ActivationObserver::Site site, const Act &a) {
   if (observer_) observer_->observe(layer, site, a.data, a.rows, a.cols, a.stride);
 }
 
-void Session::forward(const int32_t *tokens, int64_t n, int64_t pos0, bool want_all_logits,
-                      bool cancellable) {
+void Session::forward(const int32_t *tokens, int64_t n, const Segment *segments, size_t n_segments,
+                      bool want_all_logits, bool cancellable) {
   const HParams &h = model_.hparams();
   const ModelWeights &w = model_.weights();
   Backend &be = backend_;
@@ -24,14 +25,15 @@ void Session::forward(const int32_t *tokens, int64_t n, int64_t pos0, bool want_
       k = k_.slice_rows(0, n), v = v_.slice_rows(0, n), att = att_.slice_rows(0, n),
       gate = gate_.slice_rows(0, n), up = up_.slice_rows(0, n);
 
-  compute_rope_tables(pos0, n);
+  for (size_t s = 0; s < n_segments; ++s) compute_rope_tables(segments[s].row0, segments[s].pos0, segments[s].n);
   be.embed(w.token_embd, tokens, n, x);
 
   for (uint32_t il = 0; il < h.num_layers; ++il) {
     if (cancellable && cancelled()) fail(LLM_ERR_CANCELLED, "evaluation cancelled");
     const LayerWeights &l = w.layers[il];
 
-    // Attention block.
+    // Attention block. The products run over all rows at once; the cache is
+    // per session.
     be.rmsnorm(x, l.attn_norm, h.rms_norm_eps, xb);
     observe(il, ActivationObserver::AttnInput, xb);
     be.matmul(xb, l.wq, &l.bq, q, mm_scratch_);
@@ -39,8 +41,13 @@ void Session::forward(const int32_t *tokens, int64_t n, int64_t pos0, bool want_
     be.matmul(xb, l.wv, &l.bv, v, mm_scratch_);
     be.rope(q, h.num_heads, h.head_dim, rope_cos_, rope_sin_);
     be.rope(k, h.num_kv_heads, h.head_dim, rope_cos_, rope_sin_);
-    be.store_kv(kv_, il, pos0, k, v);
-    be.attention(kv_, il, q, h.num_heads, pos0, h.sliding_window, scale, att, att_scratch_);
+    for (size_t s = 0; s < n_segments; ++s) {
+      const Segment &sg = segments[s];
+      const KvSequence &kv = *sg.session->kv_;
+      be.store_kv(kv, il, sg.pos0, k.slice_rows(sg.row0, sg.n), v.slice_rows(sg.row0, sg.n));
+      be.attention(kv, il, q.slice_rows(sg.row0, sg.n), h.num_heads, sg.pos0, h.sliding_window, scale,
+                   att.slice_rows(sg.row0, sg.n), sg.session->att_scratch_);
+    }
     observe(il, ActivationObserver::AttnOutput, att);
     be.matmul(att, l.wo, nullptr, xb, mm_scratch_);
     be.add(x, xb);
@@ -56,12 +63,33 @@ void Session::forward(const int32_t *tokens, int64_t n, int64_t pos0, bool want_
     be.add(x, xb);
   }
 
-  // Output head over the rows whose logits are wanted.
-  Act rows = want_all_logits ? x : x.slice_rows(n - 1, 1);
-  Act normed = xb.slice_rows(0, rows.rows);
-  be.rmsnorm(rows, w.output_norm, h.rms_norm_eps, normed);
-  observe(-1, ActivationObserver::HeadInput, normed);
-  be.matmul(normed, w.output, nullptr, logits_dev_.slice_rows(0, rows.rows), mm_scratch_);
+  if (n_segments == 1) {
+    // Output head over the rows whose logits are wanted.
+    Act rows = want_all_logits ? x : x.slice_rows(n - 1, 1);
+    Act normed = xb.slice_rows(0, rows.rows);
+    be.rmsnorm(rows, w.output_norm, h.rms_norm_eps, normed);
+    observe(-1, ActivationObserver::HeadInput, normed);
+    be.matmul(normed, w.output, nullptr, logits_dev_.slice_rows(0, rows.rows), mm_scratch_);
+    return;
+  }
+  // Several sessions, one row each: the head runs over as many rows at once
+  // as the (now free) MLP buffer holds, and each row's logits go to the
+  // host buffer of its session.
+  const int64_t vocab = h.vocab_size;
+  const int64_t per_pass = std::max<int64_t>(1, gate_.rows * gate_.stride / vocab);
+  for (int64_t r0 = 0; r0 < n; r0 += per_pass) {
+    const int64_t m = std::min(per_pass, n - r0);
+    Act normed = xb.slice_rows(r0, m);
+    be.rmsnorm(x.slice_rows(r0, m), w.output_norm, h.rms_norm_eps, normed);
+    Act out{gate_.data, m, vocab, vocab};
+    be.matmul(normed, w.output, nullptr, out, mm_scratch_);
+    for (int64_t i = 0; i < m; ++i) {
+      Session &s = *segments[r0 + i].session;
+      be.read(out.slice_rows(i, 1), s.logits_);
+      s.n_logits_valid_ = 1;
+      s.last_eval_n_ = 1;
+    }
+  }
 }
 
 }  // namespace llm

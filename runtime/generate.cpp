@@ -39,7 +39,9 @@ llm_stop_reason generate(Session &session, std::string_view prompt, const Genera
       fail_argument("nothing to generate from: the prompt is empty and the session holds no tokens");
     session.eval(ids.data(), ids.size());
   }
-  if (!session.logits()) fail_argument("the session has no logits to sample from (evaluate tokens first)");
+  // After a truncation or restore the last token's logits are recomputed.
+  if (!session.ensure_logits())
+    fail_argument("the session has no logits to sample from (evaluate tokens first)");
 
   session.sampler().seed(options.seed);
   session.sampler_seeded = true;
@@ -51,7 +53,8 @@ llm_stop_reason generate(Session &session, std::string_view prompt, const Genera
 
   for (int64_t produced = 0; options.max_tokens <= 0 || produced < options.max_tokens; ++produced) {
     if (session.cancelled()) fail(LLM_ERR_CANCELLED, "generation cancelled");
-    if (session.n_tokens() >= session.n_ctx()) {
+    // The sampled token must fit (under LLM_CONTEXT_SHIFT, eval shifts).
+    if (!session.can_append(1)) {
       reason = LLM_STOP_CONTEXT_FULL;
       break;
     }

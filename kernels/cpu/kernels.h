@@ -55,20 +55,6 @@ void softmax(float *x, int64_t n);
 // x: n_heads rows of head_dim floats (contiguous).
 void rope(float *x, int64_t n_heads, int64_t head_dim, const float *cos, const float *sin);
 
-// Causal grouped-query attention for n_q new queries against a KV cache.
-//  q:   [n_q][n_heads][head_dim], row stride q_stride floats per query
-//  k, v: caches laid out [n_kv_heads][cache_capacity][head_dim]; positions
-//        0 .. pos0 + n_q - 1 are valid (the new tokens are already stored)
-//  Query i sits at position p = pos0 + i and attends to positions j <= p with
-//  (window == 0 || p - j < window). Query head h reads KV head
-//  h / (n_heads / n_kv_heads).
-//  out: [n_q][n_heads][head_dim], row stride out_stride floats per query
-//  scratch: pool.size() regions of scratch_stride floats each, every region
-//  at least pos0 + n_q floats (attention weights).
-void attention(ThreadPool &pool, const float *q, int64_t n_q, int64_t q_stride,
-               int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
-               const float *k, const float *v, int64_t cache_capacity,
-               int64_t pos0, int64_t window, float scale,
-               float *out, int64_t out_stride, float *scratch, int64_t scratch_stride);
+// Attention over the KV cache: see paged_attention in kernels/cpu/kv.h.
 
 }  // namespace llm::cpu

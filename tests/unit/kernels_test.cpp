@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/kv.h"
 #include "runtime/thread_pool.h"
 
 namespace llm::cpu {
@@ -500,6 +501,43 @@ struct AttnCase {
 
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
 
+// A paged cache built from contiguous K/V ([kv_head][cap][head_dim] floats):
+// pages of `page_tokens` positions, placed in the buffer in reverse order so
+// that logical and physical order differ. Rows are encoded in `type`.
+struct PagedCache {
+  std::vector<uint8_t> buf;
+  std::vector<int32_t> pages;
+  KvLayerView view;
+  PagedCache(KvType type, const std::vector<float> &k, const std::vector<float> &v, int64_t n_kv, int64_t cap,
+             int64_t hd, int64_t page_tokens) {
+    const size_t row = kv_row_bytes(type, hd);
+    const int64_t n_pages = (cap + page_tokens - 1) / page_tokens;
+    const size_t head_stride = static_cast<size_t>(page_tokens) * row, kind_stride = n_kv * head_stride;
+    const size_t page_stride = 2 * kind_stride + 8;  // padding between pages
+    buf.assign(static_cast<size_t>(n_pages) * page_stride, 0xEE);
+    for (int64_t p = 0; p < n_pages; ++p) pages.push_back(static_cast<int32_t>(n_pages - 1 - p));
+    view = KvLayerView{type, hd, row, buf.data(), buf.data() + kind_stride, pages.data(), page_tokens,
+                       page_stride, head_stride};
+    for (int64_t h = 0; h < n_kv; ++h)
+      for (int64_t j = 0; j < cap; ++j) {
+        const float *kr = k.data() + (h * cap + j) * hd, *vr = v.data() + (h * cap + j) * hd;
+        if (std::isnan(kr[0])) continue;  // never-written slots keep the 0xEE filler
+        kv_quantize_row(type, kr, hd, const_cast<uint8_t *>(view.k_row(h, j)));
+        kv_quantize_row(type, vr, hd, const_cast<uint8_t *>(view.v_row(h, j)));
+      }
+  }
+};
+
+// Attention over an f32 paged copy of contiguous K/V caches.
+void attention(ThreadPool &pool, const float *q, int64_t n_q, int64_t q_stride, int64_t n_heads, int64_t n_kv,
+               int64_t hd, const float *k, const float *v, int64_t cap, int64_t pos0, int64_t window, float scale,
+               float *out, int64_t out_stride, float *scratch, int64_t scratch_stride) {
+  const size_t n = static_cast<size_t>(n_kv * cap * hd);
+  PagedCache c(KvType::F32, std::vector<float>(k, k + n), std::vector<float>(v, v + n), n_kv, cap, hd, 4);
+  paged_attention(pool, q, n_q, q_stride, n_heads, n_kv, c.view, pos0, window, scale, out, out_stride, scratch,
+                  scratch_stride);
+}
+
 // Float64 reference: query i at p = pos0 + i attends to j <= p, p - j < window.
 std::vector<double> attention_reference(const AttnCase &c, const std::vector<float> &q, int64_t q_stride,
                                         const std::vector<float> &k, const std::vector<float> &v,
@@ -618,6 +656,74 @@ TEST(Attention, CausalMaskIgnoresFuture) {
   bool last_changed = false;
   for (int64_t i = 5 * heads * hd; i < n_q * heads * hd; ++i) last_changed |= a[i] != b[i];
   EXPECT_TRUE(last_changed);
+}
+
+// Every KV row type: attention over the quantized cache equals the float64
+// reference computed on the decoded rows (so only the arithmetic differs), on
+// every ISA; and encoding error stays within half a quantization step.
+TEST(KvCache, RowRoundTripWithinHalfStep) {
+  std::mt19937 rng(21);
+  for (int64_t hd : {32, 64, 128}) {
+    const auto x = random_floats(rng, static_cast<size_t>(hd), -3, 3);
+    for (KvType t : {KvType::F32, KvType::F16, KvType::BF16, KvType::Q8, KvType::Q4}) {
+      std::vector<uint8_t> row(kv_row_bytes(t, hd));
+      std::vector<float> back(static_cast<size_t>(hd));
+      kv_quantize_row(t, x.data(), hd, row.data());
+      kv_dequantize_row(t, row.data(), hd, back.data());
+      for (int64_t g = 0; g < hd; g += 32) {
+        float amax = 0;
+        for (int64_t i = g; i < g + 32; ++i) amax = std::max(amax, std::fabs(x[i]));
+        double bound = 0;
+        switch (t) {
+          case KvType::F32: bound = 0; break;
+          case KvType::F16: bound = amax * 0x1p-11; break;
+          case KvType::BF16: bound = amax * 0x1p-8; break;
+          case KvType::Q8: bound = 0.5 * 3.0 / 127 * 1.001; break;   // amax of the row <= 3
+          case KvType::Q4: bound = amax / 8 * 1.002 + 1e-6; break;  // the far extreme may clip by one step
+        }
+        for (int64_t i = g; i < g + 32; ++i)
+          ASSERT_LE(std::fabs(back[i] - x[i]), bound) << kv_type_name(t) << " hd=" << hd << " i=" << i;
+      }
+    }
+  }
+  EXPECT_EQ(kv_row_bytes(KvType::Q8, 64), 66u);
+  EXPECT_EQ(kv_row_bytes(KvType::Q4, 64), 36u);
+  EXPECT_FALSE(kv_type_fits(KvType::Q4, 48));
+  EXPECT_TRUE(kv_type_fits(KvType::Q8, 48));
+}
+
+TEST(KvCache, QuantizedAttentionMatchesDecodedReference) {
+  std::mt19937 rng(22);
+  ThreadPool pool(2);
+  for (KvType t : {KvType::F16, KvType::BF16, KvType::Q8, KvType::Q4}) {
+    for (AttnCase c : {AttnCase{7, 4, 2, 64, 21, 0}, AttnCase{1, 8, 2, 32, 50, 0}, AttnCase{5, 4, 4, 96, 3, 6}}) {
+      SCOPED_TRACE(testing::Message() << kv_type_name(t) << " n_q=" << c.n_q << " hd=" << c.head_dim);
+      const int64_t cap = c.pos0 + c.n_q, hd = c.head_dim;
+      const int64_t stride = c.n_heads * hd;
+      const auto q = random_floats(rng, static_cast<size_t>(c.n_q * stride), -2, 2);
+      const auto k = random_floats(rng, static_cast<size_t>(c.n_kv_heads * cap * hd), -2, 2);
+      const auto v = random_floats(rng, static_cast<size_t>(c.n_kv_heads * cap * hd));
+      PagedCache pc(t, k, v, c.n_kv_heads, cap, hd, 16);
+      // Decoded rows, as the reference's input.
+      std::vector<float> kd(k.size()), vd(v.size());
+      for (int64_t h = 0; h < c.n_kv_heads; ++h)
+        for (int64_t j = 0; j < cap; ++j) {
+          kv_dequantize_row(t, pc.view.k_row(h, j), hd, kd.data() + (h * cap + j) * hd);
+          kv_dequantize_row(t, pc.view.v_row(h, j), hd, vd.data() + (h * cap + j) * hd);
+        }
+      const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+      const auto ref = attention_reference(c, q, stride, kd, vd, cap, scale);
+      for (Isa isa : supported_isas()) {
+        IsaScope scope(isa);
+        SCOPED_TRACE(isa_name(isa));
+        std::vector<float> out(static_cast<size_t>(c.n_q * stride), kSentinel);
+        std::vector<float> scratch(static_cast<size_t>(2 * cap), kNaN);
+        paged_attention(pool, q.data(), c.n_q, stride, c.n_heads, c.n_kv_heads, pc.view, c.pos0, c.window, scale,
+                        out.data(), stride, scratch.data(), cap);
+        for (size_t e = 0; e < out.size(); ++e) ASSERT_NEAR(out[e], ref[e], 3e-6) << e;
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -1,0 +1,101 @@
+// KV-cache row formats and attention over a paged KV cache.
+//
+// A row is one token of one KV head: head_dim values of K (after RoPE) or V.
+// Row formats (little-endian):
+//   F32   head_dim floats
+//   F16   head_dim IEEE half floats
+//   BF16  head_dim bfloat16
+//   Q8    head_dim int8 q, then one f16 scale d:  x = q * d   (d = max|x| / 127)
+//   Q4    head_dim/2 bytes, then head_dim/32 f16 scales, one per group of 32
+//         values. Within a group, byte i holds value i in its low nibble and
+//         value i + 16 in its high nibble, each stored as q + 8 with q in
+//         [-8, 7]; x = q * d, where d = m / -8 for the value m of largest
+//         magnitude in the group (so m is represented exactly).
+// Attention dequantizes rows in registers; no full-precision copy of the
+// cache is ever made.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace llm {
+class ThreadPool;
+}
+
+namespace llm::cpu {
+
+enum class KvType : uint8_t { F32, F16, BF16, Q8, Q4 };
+
+constexpr int64_t kKvQ4Group = 32;
+
+const char *kv_type_name(KvType t);
+// Whether rows of this head size can be stored in type t (Q4 needs a multiple
+// of 32; every type needs an even, positive head_dim).
+bool kv_type_fits(KvType t, int64_t head_dim);
+// Bytes of one row of head_dim values.
+size_t kv_row_bytes(KvType t, int64_t head_dim);
+
+// Encodes one row (head_dim floats) into `dst` (kv_row_bytes bytes).
+void kv_quantize_row(KvType t, const float *x, int64_t head_dim, void *dst);
+// Decodes one row into head_dim floats.
+void kv_dequantize_row(KvType t, const void *src, int64_t head_dim, float *dst);
+
+// out[j] = scale * dot(q, row j) for n consecutive rows starting at `rows`,
+// each row_bytes apart.
+void kv_dot_rows(KvType t, const float *q, const uint8_t *rows, size_t row_bytes, int64_t n,
+                 int64_t head_dim, float scale, float *out);
+// acc += sum_j p[j] * row j, for n consecutive rows.
+void kv_axpy_rows(KvType t, const float *p, const uint8_t *rows, size_t row_bytes, int64_t n,
+                  int64_t head_dim, float *acc);
+
+// One layer's K and V as attention reads them. The cache is made of pages of
+// `page_tokens` positions; position j lives in page pages[j / page_tokens].
+// The row of KV head h at position j is at
+//   base + pages[j / page_tokens] * page_stride + h * head_stride
+//        + (j % page_tokens) * row_bytes
+// with base = k_base or v_base.
+struct KvLayerView {
+  KvType type = KvType::F32;
+  int64_t head_dim = 0;
+  size_t row_bytes = 0;
+  const uint8_t *k_base = nullptr;
+  const uint8_t *v_base = nullptr;
+  const int32_t *pages = nullptr;
+  int64_t page_tokens = 0;
+  size_t page_stride = 0;
+  size_t head_stride = 0;
+  const uint8_t *k_row(int64_t h, int64_t j) const {
+    return k_base + static_cast<size_t>(pages[j / page_tokens]) * page_stride + static_cast<size_t>(h) * head_stride +
+           static_cast<size_t>(j % page_tokens) * row_bytes;
+  }
+  const uint8_t *v_row(int64_t h, int64_t j) const { return k_row(h, j) - k_base + v_base; }
+};
+
+// Causal grouped-query attention of n_q new queries against a paged cache.
+//  q:   [n_q][n_heads][head_dim], row stride q_stride floats per query
+//  Query i sits at position p = pos0 + i and attends to positions j <= p with
+//  (window == 0 || p - j < window); positions 0 .. pos0 + n_q - 1 must be
+//  stored. Query head h reads KV head h / (n_heads / n_kv_heads).
+//  out: [n_q][n_heads][head_dim], row stride out_stride floats per query
+//  scratch: pool.size() regions of scratch_stride floats, each at least
+//  pos0 + n_q floats (attention weights).
+void paged_attention(ThreadPool &pool, const float *q, int64_t n_q, int64_t q_stride, int64_t n_heads,
+                     int64_t n_kv_heads, const KvLayerView &kv, int64_t pos0, int64_t window, float scale,
+                     float *out, int64_t out_stride, float *scratch, int64_t scratch_stride);
+
+namespace detail {
+struct KvRowOps {
+  void (*dot_rows)(const float *q, const uint8_t *rows, size_t row_bytes, int64_t n, int64_t hd,
+                   float scale, float *out);
+  void (*axpy_rows)(const float *p, const uint8_t *rows, size_t row_bytes, int64_t n, int64_t hd,
+                    float *acc);
+};
+// Row operations of type t on the active ISA.
+KvRowOps kv_row_ops(KvType t);
+KvRowOps kv_row_ops_scalar(KvType t);
+#if defined(LLM_HAVE_X86)
+KvRowOps kv_row_ops_avx2(KvType t);
+#endif
+}  // namespace detail
+
+}  // namespace llm::cpu
