@@ -1,9 +1,5 @@
 // llm: command-line front end to libllm, written against the public C API only.
-//   llm generate   -m MODEL -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--seed S]
-//   llm info       -m MODEL
-//   llm tokenize   -m MODEL (-p TEXT | -f FILE) [--no-special] [--no-bos] [--pieces]
-//   llm perplexity -m MODEL -f TEXT [--ctx 512] [--stride 511] [--max-tokens N] [--json]
-//   llm bench      -m MODEL [-p 128] [-n 64] [--json]
+//   llm generate | info | tokenize | perplexity | bench   (see usage() below)
 #include <algorithm>
 #include <chrono>
 #include <cinttypes>
@@ -115,6 +111,27 @@ llm_model *load_model(const Args &a) {
   return model;
 }
 
+// --kv f32|f16|bf16|int8|int4 (default `def`).
+int32_t kv_type_arg(const Args &a, const char *key = "--kv", const char *def = "f16") {
+  const std::string v = a.str(key, def);
+  if (v == "f32") return LLM_KV_F32;
+  if (v == "f16") return LLM_KV_F16;
+  if (v == "bf16") return LLM_KV_BF16;
+  if (v == "int8") return LLM_KV_INT8;
+  if (v == "int4") return LLM_KV_INT4;
+  die(("invalid KV type for " + std::string(key) + ": " + v + " (f32, f16, bf16, int8 or int4)").c_str());
+}
+
+const char *kv_type_label(int32_t t) {
+  switch (t) {
+    case LLM_KV_F32: return "f32";
+    case LLM_KV_BF16: return "bf16";
+    case LLM_KV_INT8: return "int8";
+    case LLM_KV_INT4: return "int4";
+    default: return "f16";
+  }
+}
+
 std::vector<llm_token> tokenize(llm_model *model, const std::string &text, bool add_special, int flags) {
   size_t n = 0;
   llm_status st = llm_tokenize_ex(model, text.data(), text.size(), add_special, flags, nullptr, 0, &n);
@@ -149,6 +166,11 @@ int cmd_generate(const Args &a) {
   llm_session_params sp;
   llm_session_params_init(&sp);
   sp.n_ctx = static_cast<int32_t>(a.integer("--ctx", 0));
+  sp.kv_type = kv_type_arg(a);
+  if (a.has("--context-shift")) {
+    sp.context_policy = LLM_CONTEXT_SHIFT;
+    sp.n_keep = static_cast<int32_t>(a.integer("--keep", 0));
+  }
   llm_session *session = nullptr;
   check(llm_session_create(model, &sp, &session), "creating the session");
 
@@ -257,10 +279,11 @@ int32_t argmax(const float *x, int32_t n) {
   return best;
 }
 
-llm_session *logits_session(llm_model *model, long long ctx) {
+llm_session *logits_session(llm_model *model, long long ctx, int32_t kv_type) {
   llm_session_params sp;
   llm_session_params_init(&sp);
   sp.n_ctx = static_cast<int32_t>(ctx);
+  sp.kv_type = kv_type;
   sp.n_batch = static_cast<int32_t>(ctx);
   sp.logits_all = 1;
   llm_session *session = nullptr;
@@ -292,7 +315,7 @@ int cmd_perplexity(const Args &a) {
   llm_model_info info;
   info.struct_size = sizeof info;
   check(llm_model_get_info(model, &info), "model info");
-  llm_session *session = logits_session(model, ctx);
+  llm_session *session = logits_session(model, ctx, kv_type_arg(a));
   llm_model *ref = nullptr;
   llm_session *ref_session = nullptr;
   if (a.has("--kld-ref")) {
@@ -304,7 +327,7 @@ int cmd_perplexity(const Args &a) {
     ri.struct_size = sizeof ri;
     check(llm_model_get_info(ref, &ri), "reference model info");
     if (ri.vocab_size != info.vocab_size) die("--kld-ref: the reference model has another vocabulary");
-    ref_session = logits_session(ref, ctx);
+    ref_session = logits_session(ref, ctx, kv_type_arg(a, "--ref-kv"));
   }
 
   double total = 0, ref_total = 0;
@@ -424,9 +447,13 @@ int cmd_bench(const Args &a) {
   info.struct_size = sizeof info;
   check(llm_model_get_info(model, &info), "model info");
   if (n_prompt + n_gen > info.context_length) die("-p + -n exceeds the model's context length");
+  const long long n_sessions = a.integer("--sessions", 1);
+  if (n_sessions < 1 || n_sessions > 512) die("--sessions must be between 1 and 512");
   llm_session_params sp;
   llm_session_params_init(&sp);
-  sp.n_ctx = static_cast<int32_t>(n_prompt + n_gen);
+  sp.n_ctx = static_cast<int32_t>(a.integer("--ctx", n_prompt + n_gen));
+  if (sp.n_ctx < n_prompt + n_gen) die("--ctx must hold -p + -n tokens");
+  sp.kv_type = kv_type_arg(a);
   llm_session *session = nullptr;
   check(llm_session_create(model, &sp, &session), "creating the session");
   llm_session_info si;
@@ -456,6 +483,28 @@ int cmd_bench(const Args &a) {
   }
   const double decode_s = seconds_since(t1);
   const double prefill_tps = n_prompt / prefill_s, decode_tps = n_gen / decode_s;
+
+  // Batched decode: n_sessions sessions holding the same prompt (forks of a
+  // fresh prefill, so they share nothing but the model), one token each per
+  // step through llm_decode_batch.
+  double batch_tps = 0;
+  if (n_sessions > 1) {
+    llm_session *base = nullptr;
+    check(llm_session_create(model, &sp, &base), "creating the session");
+    check(llm_session_eval(base, prompt.data(), prompt.size()), "prefill");
+    std::vector<llm_session *> sessions(static_cast<size_t>(n_sessions));
+    for (llm_session *&s : sessions) check(llm_session_fork(base, &sp, &s), "forking the session");
+    std::vector<llm_token> toks(sessions.size());
+    for (size_t i = 0; i < sessions.size(); ++i) check(llm_session_sample(sessions[i], &gp, &toks[i]), "sample");
+    auto t2 = Clock::now();
+    for (long long step = 0; step < n_gen; ++step) {
+      check(llm_decode_batch(sessions.data(), toks.data(), sessions.size()), "batched decode");
+      for (size_t i = 0; i < sessions.size(); ++i) check(llm_session_sample(sessions[i], &gp, &toks[i]), "sample");
+    }
+    batch_tps = static_cast<double>(n_sessions * n_gen) / seconds_since(t2);
+    for (llm_session *s : sessions) llm_session_free(s);
+    llm_session_free(base);
+  }
   const uint64_t peak = peak_rss_bytes();
   // Roofline: bytes that must be read per decoded token (weights, plus the KV
   // cache at the mean context length) against the machine's read bandwidth.
@@ -470,14 +519,20 @@ int cmd_bench(const Args &a) {
                 "\"prefill_tok_s\": %.2f, \"decode_tok_s\": %.2f, \"ttft_ms\": %.2f, \"load_ms\": %.2f, "
                 "\"model_bytes\": %" PRIu64 ", \"kv_bytes\": %" PRIu64 ", \"session_bytes\": %" PRIu64
                 ", \"peak_rss_bytes\": %" PRIu64 ", \"bytes_per_token\": %.0f, \"read_bandwidth_bytes_s\": %.0f, "
-                "\"decode_roofline_fraction\": %.4f}\n",
+                "\"decode_roofline_fraction\": %.4f, \"kv_type\": \"%s\", \"kv_bytes_per_token\": %" PRIu64
+                ", \"sessions\": %lld, \"batch_decode_tok_s\": %.2f}\n",
                 info.name, info.weights_type, n_prompt, n_gen, prefill_tps, decode_tps, prefill_s * 1e3, load_s * 1e3,
-                info.weights_bytes, si.kv_bytes, si.memory_bytes, peak, bytes_per_token, bandwidth, roofline);
+                info.weights_bytes, si.kv_bytes, si.memory_bytes, peak, bytes_per_token, bandwidth, roofline,
+                kv_type_label(si.kv_type), si.kv_bytes_per_token, n_sessions, batch_tps);
   } else {
     std::printf("model %s (%s): prefill %lld tokens %.1f tok/s (time to first token %.1f ms), decode %lld tokens "
                 "%.2f tok/s\n", info.name, info.weights_type, n_prompt, prefill_tps, prefill_s * 1e3, n_gen, decode_tps);
-    std::printf("load %.1f ms, weights %.1f MB, KV cache %.1f MB, session %.1f MB, peak RSS %.1f MB\n", load_s * 1e3,
-                info.weights_bytes / 1e6, si.kv_bytes / 1e6, si.memory_bytes / 1e6, peak / 1e6);
+    std::printf("load %.1f ms, weights %.1f MB, KV cache %.1f MB (%s, %" PRIu64 " bytes/token), session %.1f MB, "
+                "peak RSS %.1f MB\n", load_s * 1e3, info.weights_bytes / 1e6, si.kv_bytes / 1e6,
+                kv_type_label(si.kv_type), si.kv_bytes_per_token, si.memory_bytes / 1e6, peak / 1e6);
+    if (n_sessions > 1)
+      std::printf("batched decode of %lld sessions: %.2f tok/s in all (%.2fx the single-session decode)\n", n_sessions,
+                  batch_tps, batch_tps / decode_tps);
     if (bandwidth > 0)
       std::printf("decode reads %.1f MB/token; read bandwidth %.2f GB/s (%d threads): %.1f%% of the roofline\n",
                   bytes_per_token / 1e6, bandwidth / 1e9, bw_threads, 100 * roofline);
@@ -492,11 +547,13 @@ void usage(FILE *out) {
       "usage: llm COMMAND [options]\n"
       "  generate   -m MODEL (-p PROMPT | -f FILE) [-n 128] [--temp 0.8] [--top-k 40] [--top-p 0.95]\n"
       "             [--min-p 0.05] [--repeat-penalty 1.0] [--seed 0] [--stop STR] [--ctx N] [--no-echo]\n"
+      "             [--kv f16] [--context-shift [--keep N]]\n"
       "  info       -m MODEL\n"
       "  tokenize   -m MODEL (-p TEXT | -f FILE) [--no-special] [--no-bos] [--pieces]\n"
       "  perplexity -m MODEL -f TEXT [--ctx 512] [--stride 511] [--max-tokens N] [--chunks N]\n"
-      "             [--score-second-half] [--kld-ref REF_MODEL] [--json]\n"
-      "  bench      -m MODEL [-p 128] [-n 64] [--json] [--no-bandwidth]\n"
+      "             [--score-second-half] [--kld-ref REF_MODEL [--ref-kv f16]] [--kv f16] [--json]\n"
+      "  bench      -m MODEL [-p 128] [-n 64] [--ctx N] [--kv f16] [--sessions N] [--json] [--no-bandwidth]\n"
+      "KV cache types (--kv, --ref-kv): f32, f16 (default), bf16, int8, int4\n"
       "common: [-t|--threads N] [--no-verify]\n",
       out);
 }
@@ -511,7 +568,7 @@ int main(int argc, char **argv) {
   std::string cmd = argv[1];
   const std::vector<std::string> flags = {"--json", "--no-special", "--no-bos", "--pieces", "--no-verify",
                                           "--ignore-eos", "--no-echo",
-                                          "--score-second-half", "--no-bandwidth"};
+                                          "--score-second-half", "--no-bandwidth", "--context-shift"};
   if (cmd == "-h" || cmd == "--help" || cmd == "help") {
     usage(stdout);
     return 0;

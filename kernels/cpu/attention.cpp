@@ -41,6 +41,14 @@ void attention_task(const AttentionJob &a, int64_t task, int thread) {
   const int64_t B = kv.page_tokens;
   const float *qh = a.q + i * a.q_stride + h * hd;
   float *scores = a.scratch + thread * a.scratch_stride;
+  // Rotated row types (kv.h): rotate the query into the rows' basis.
+  const bool rotated = kv_rotated(kv.type);
+  float q_rot[512];
+  if (rotated) {
+    std::copy(qh, qh + hd, q_rot);
+    kv_rotate(q_rot, hd);
+    qh = q_rot;
+  }
 
   // Visits [j0, p] as runs of consecutive positions inside one page.
   auto for_runs = [&](auto &&fn) {
@@ -59,6 +67,7 @@ void attention_task(const AttentionJob &a, int64_t task, int thread) {
   for_runs([&](int64_t j, int64_t run) {
     a.ops.axpy_rows(scores + (j - j0), kv.v_row(kvh, j), kv.row_bytes, run, hd, o);
   });
+  if (rotated) kv_rotate(o, hd);  // back from the rows' basis
 }
 
 }  // namespace

@@ -111,6 +111,26 @@ detail::KvRowOps ops_of() {
 
 }  // namespace
 
+bool kv_rotated(KvType t) { return t == KvType::Q8 || t == KvType::Q4; }
+
+int64_t kv_rotation_block(int64_t hd) { return hd & -hd; }
+
+void kv_rotate(float *x, int64_t hd) {
+  const int64_t n = kv_rotation_block(hd);
+  const float norm = 1.0f / std::sqrt(static_cast<float>(n));
+  for (int64_t b = 0; b < hd; b += n) {
+    float *y = x + b;
+    for (int64_t len = 1; len < n; len *= 2)
+      for (int64_t i = 0; i < n; i += 2 * len)
+        for (int64_t j = i; j < i + len; ++j) {
+          const float u = y[j], v = y[j + len];
+          y[j] = u + v;
+          y[j + len] = u - v;
+        }
+    for (int64_t i = 0; i < n; ++i) y[i] *= norm;
+  }
+}
+
 const char *kv_type_name(KvType t) {
   switch (t) {
     case KvType::F32: return "f32";
@@ -139,8 +159,15 @@ size_t kv_row_bytes(KvType t, int64_t hd) {
   return 0;
 }
 
-void kv_quantize_row(KvType t, const float *x, int64_t hd, void *dst_) {
+void kv_quantize_row(KvType t, const float *x_in, int64_t hd, void *dst_) {
   uint8_t *dst = static_cast<uint8_t *>(dst_);
+  float rotated[kMaxHeadDim];
+  const float *x = x_in;
+  if (kv_rotated(t)) {
+    std::memcpy(rotated, x_in, static_cast<size_t>(hd) * sizeof(float));
+    kv_rotate(rotated, hd);
+    x = rotated;
+  }
   switch (t) {
     case KvType::F32:
       std::memcpy(dst, x, hd * sizeof(float));
@@ -186,8 +213,12 @@ void kv_dequantize_row(KvType t, const void *src, int64_t hd, float *dst) {
     case KvType::F32: return Row<KvType::F32>::decode(r, hd, dst);
     case KvType::F16: return Row<KvType::F16>::decode(r, hd, dst);
     case KvType::BF16: return Row<KvType::BF16>::decode(r, hd, dst);
-    case KvType::Q8: return Row<KvType::Q8>::decode(r, hd, dst);
-    case KvType::Q4: return Row<KvType::Q4>::decode(r, hd, dst);
+    case KvType::Q8:
+      Row<KvType::Q8>::decode(r, hd, dst);
+      return kv_rotate(dst, hd);
+    case KvType::Q4:
+      Row<KvType::Q4>::decode(r, hd, dst);
+      return kv_rotate(dst, hd);
   }
 }
 

@@ -11,6 +11,12 @@
 //         value i + 16 in its high nibble, each stored as q + 8 with q in
 //         [-8, 7]; x = q * d, where d = m / -8 for the value m of largest
 //         magnitude in the group (so m is represented exactly).
+// Q8 and Q4 rows hold R·x rather than x, where R is the orthonormal
+// Walsh-Hadamard transform applied to each block of kv_rotation_block(head_dim)
+// values. R spreads the few large channels that keys carry after RoPE over the
+// whole block, so one scale per group wastes far less range; and since R is
+// orthonormal and its own inverse, q·k = (Rq)·(Rk) and sum p·v = R(sum p·Rv):
+// attention rotates each query once and each output once, never the cache.
 // Attention dequantizes rows in registers; no full-precision copy of the
 // cache is ever made.
 #pragma once
@@ -35,11 +41,20 @@ bool kv_type_fits(KvType t, int64_t head_dim);
 // Bytes of one row of head_dim values.
 size_t kv_row_bytes(KvType t, int64_t head_dim);
 
+// Whether rows of type t are stored rotated (Q8, Q4), and the block size of
+// the rotation: the largest power of two dividing head_dim.
+bool kv_rotated(KvType t);
+int64_t kv_rotation_block(int64_t head_dim);
+// In place: x = R·x for one row of head_dim values (R is its own inverse).
+void kv_rotate(float *x, int64_t head_dim);
+
 // Encodes one row (head_dim floats) into `dst` (kv_row_bytes bytes).
 void kv_quantize_row(KvType t, const float *x, int64_t head_dim, void *dst);
 // Decodes one row into head_dim floats.
 void kv_dequantize_row(KvType t, const void *src, int64_t head_dim, float *dst);
 
+// Rows as stored (rotated types: q must already be rotated, and acc is in the
+// rotated basis; see paged_attention).
 // out[j] = scale * dot(q, row j) for n consecutive rows starting at `rows`,
 // each row_bytes apart.
 void kv_dot_rows(KvType t, const float *q, const uint8_t *rows, size_t row_bytes, int64_t n,

@@ -19,7 +19,7 @@ use std::os::raw::{c_char, c_int, c_void};
 pub const LLM_VERSION_MAJOR: c_int = 0;
 pub const LLM_VERSION_MINOR: c_int = 1;
 pub const LLM_VERSION_PATCH: c_int = 0;
-pub const LLM_API_VERSION: c_int = 1;
+pub const LLM_API_VERSION: c_int = 2;
 
 // ---- Status codes ------------------------------------------------------------
 
@@ -50,6 +50,13 @@ pub struct llm_model {
 /// Opaque session handle (`llm_session *`).
 #[repr(C)]
 pub struct llm_session {
+    _opaque: [u8; 0],
+    _marker: PhantomData<(*mut u8, PhantomPinned)>,
+}
+
+/// Opaque KV-page pool handle (`llm_kv_pool *`).
+#[repr(C)]
+pub struct llm_kv_pool {
     _opaque: [u8; 0],
     _marker: PhantomData<(*mut u8, PhantomPinned)>,
 }
@@ -98,6 +105,20 @@ pub const LLM_TOKENIZE_PARSE_SPECIAL_OFF: llm_tokenize_flags = 1;
 
 // ---- Session -----------------------------------------------------------------
 
+pub type llm_kv_type = c_int;
+pub const LLM_KV_DEFAULT: llm_kv_type = 0;
+pub const LLM_KV_F32: llm_kv_type = 1;
+pub const LLM_KV_F16: llm_kv_type = 2;
+pub const LLM_KV_BF16: llm_kv_type = 3;
+pub const LLM_KV_INT8: llm_kv_type = 4;
+pub const LLM_KV_INT4: llm_kv_type = 5;
+
+pub const LLM_KV_PAGE_TOKENS: c_int = 16;
+
+pub type llm_context_policy = c_int;
+pub const LLM_CONTEXT_STOP: llm_context_policy = 0;
+pub const LLM_CONTEXT_SHIFT: llm_context_policy = 1;
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct llm_session_params {
@@ -106,6 +127,33 @@ pub struct llm_session_params {
     pub n_batch: i32,
     pub logits_all: i32,
     pub memory_limit: u64,
+    pub kv_type: i32,
+    pub context_policy: i32,
+    pub n_keep: i32,
+    pub n_discard: i32,
+    pub kv_pool: *mut llm_kv_pool,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct llm_kv_pool_params {
+    pub struct_size: usize,
+    pub kv_type: i32,
+    pub n_tokens: i32,
+    pub memory_limit: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct llm_kv_pool_info {
+    pub struct_size: usize,
+    pub kv_type: i32,
+    pub page_tokens: i32,
+    pub n_pages: i64,
+    pub pages_used: i64,
+    pub pages_committed: i64,
+    pub pages_shared: i64,
+    pub bytes: u64,
 }
 
 #[repr(C)]
@@ -117,6 +165,10 @@ pub struct llm_session_info {
     pub n_tokens: i32,
     pub kv_bytes: u64,
     pub memory_bytes: u64,
+    pub kv_type: i32,
+    pub context_policy: i32,
+    pub kv_bytes_per_token: u64,
+    pub n_shifts: u64,
 }
 
 // ---- Generation --------------------------------------------------------------
@@ -228,11 +280,36 @@ extern "C" {
         params: *const llm_session_params,
         out: *mut *mut llm_session,
     ) -> llm_status;
+    pub fn llm_kv_pool_params_init(params: *mut llm_kv_pool_params);
+    pub fn llm_kv_pool_create(
+        model: *mut llm_model,
+        params: *const llm_kv_pool_params,
+        out: *mut *mut llm_kv_pool,
+    ) -> llm_status;
+    pub fn llm_kv_pool_free(pool: *mut llm_kv_pool);
+    pub fn llm_kv_pool_get_info(pool: *const llm_kv_pool, info: *mut llm_kv_pool_info) -> llm_status;
     pub fn llm_session_free(session: *mut llm_session);
     pub fn llm_session_reset(session: *mut llm_session) -> llm_status;
     pub fn llm_session_get_info(session: *const llm_session, info: *mut llm_session_info) -> llm_status;
     pub fn llm_session_n_tokens(session: *const llm_session, n_out: *mut usize) -> llm_status;
     pub fn llm_session_eval(session: *mut llm_session, tokens: *const llm_token, n: usize) -> llm_status;
+    pub fn llm_session_truncate(session: *mut llm_session, n_tokens: usize) -> llm_status;
+    pub fn llm_session_fork(
+        src: *const llm_session,
+        params: *const llm_session_params,
+        out: *mut *mut llm_session,
+    ) -> llm_status;
+    pub fn llm_decode_batch(sessions: *const *mut llm_session, tokens: *const llm_token, n: usize) -> llm_status;
+    pub fn llm_session_state_size(session: *const llm_session, bytes: *mut usize) -> llm_status;
+    pub fn llm_session_save(
+        session: *const llm_session,
+        buf: *mut c_void,
+        capacity: usize,
+        len_out: *mut usize,
+    ) -> llm_status;
+    pub fn llm_session_restore(session: *mut llm_session, buf: *const c_void, len: usize) -> llm_status;
+    pub fn llm_session_save_file(session: *const llm_session, path: *const c_char) -> llm_status;
+    pub fn llm_session_restore_file(session: *mut llm_session, path: *const c_char) -> llm_status;
     pub fn llm_session_logits(session: *const llm_session) -> *const f32;
     pub fn llm_session_logits_at(session: *const llm_session, i: i32) -> *const f32;
     pub fn llm_session_cancel(session: *mut llm_session);
