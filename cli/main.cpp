@@ -484,6 +484,25 @@ int cmd_bench(const Args &a) {
   const double decode_s = seconds_since(t1);
   const double prefill_tps = n_prompt / prefill_s, decode_tps = n_gen / decode_s;
 
+  // Session state: saving the prompt's state and restoring it into another
+  // session, against evaluating the prompt (the prefill above).
+  double save_s = 0, restore_s = 0;
+  size_t state_bytes = 0;
+  {
+    llm_session *copy = nullptr;
+    check(llm_session_create(model, &sp, &copy), "creating the session");
+    check(llm_session_truncate(session, static_cast<size_t>(n_prompt)), "truncate");
+    check(llm_session_state_size(session, &state_bytes), "state size");
+    std::vector<uint8_t> state(state_bytes);
+    auto ts = Clock::now();
+    check(llm_session_save(session, state.data(), state.size(), &state_bytes), "save");
+    save_s = seconds_since(ts);
+    ts = Clock::now();
+    check(llm_session_restore(copy, state.data(), state_bytes), "restore");
+    restore_s = seconds_since(ts);
+    llm_session_free(copy);
+  }
+
   // Batched decode: n_sessions sessions holding the same prompt (forks of a
   // fresh prefill, so they share nothing but the model), one token each per
   // step through llm_decode_batch.
@@ -520,16 +539,20 @@ int cmd_bench(const Args &a) {
                 "\"model_bytes\": %" PRIu64 ", \"kv_bytes\": %" PRIu64 ", \"session_bytes\": %" PRIu64
                 ", \"peak_rss_bytes\": %" PRIu64 ", \"bytes_per_token\": %.0f, \"read_bandwidth_bytes_s\": %.0f, "
                 "\"decode_roofline_fraction\": %.4f, \"kv_type\": \"%s\", \"kv_bytes_per_token\": %" PRIu64
-                ", \"sessions\": %lld, \"batch_decode_tok_s\": %.2f}\n",
+                ", \"sessions\": %lld, \"batch_decode_tok_s\": %.2f, \"state_bytes\": %zu, \"state_save_ms\": %.3f, "
+                "\"state_restore_ms\": %.3f}\n",
                 info.name, info.weights_type, n_prompt, n_gen, prefill_tps, decode_tps, prefill_s * 1e3, load_s * 1e3,
                 info.weights_bytes, si.kv_bytes, si.memory_bytes, peak, bytes_per_token, bandwidth, roofline,
-                kv_type_label(si.kv_type), si.kv_bytes_per_token, n_sessions, batch_tps);
+                kv_type_label(si.kv_type), si.kv_bytes_per_token, n_sessions, batch_tps, state_bytes, save_s * 1e3,
+                restore_s * 1e3);
   } else {
     std::printf("model %s (%s): prefill %lld tokens %.1f tok/s (time to first token %.1f ms), decode %lld tokens "
                 "%.2f tok/s\n", info.name, info.weights_type, n_prompt, prefill_tps, prefill_s * 1e3, n_gen, decode_tps);
     std::printf("load %.1f ms, weights %.1f MB, KV cache %.1f MB (%s, %" PRIu64 " bytes/token), session %.1f MB, "
                 "peak RSS %.1f MB\n", load_s * 1e3, info.weights_bytes / 1e6, si.kv_bytes / 1e6,
                 kv_type_label(si.kv_type), si.kv_bytes_per_token, si.memory_bytes / 1e6, peak / 1e6);
+    std::printf("state of the %lld-token prompt: %.2f MB, save %.2f ms, restore %.2f ms (%.0fx faster than prefill)\n",
+                n_prompt, state_bytes / 1e6, save_s * 1e3, restore_s * 1e3, prefill_s / restore_s);
     if (n_sessions > 1)
       std::printf("batched decode of %lld sessions: %.2f tok/s in all (%.2fx the single-session decode)\n", n_sessions,
                   batch_tps, batch_tps / decode_tps);
