@@ -4,6 +4,7 @@
 //   llm tokenize   -m MODEL (-p TEXT | -f FILE) [--no-special] [--no-bos] [--pieces]
 //   llm perplexity -m MODEL -f TEXT [--ctx 512] [--stride 511] [--max-tokens N] [--json]
 //   llm bench      -m MODEL [-p 128] [-n 64] [--json]
+//   llm chat       -m MODEL [--system TEXT] [sampling options]   (cli/chat.cpp)
 #include <algorithm>
 #include <chrono>
 #include <cinttypes>
@@ -19,6 +20,8 @@
 #include <vector>
 
 #include "llm.h"
+
+int cmd_chat(int argc, char **argv);  // cli/chat.cpp
 
 namespace {
 
@@ -497,6 +500,7 @@ void usage(FILE *out) {
       "  perplexity -m MODEL -f TEXT [--ctx 512] [--stride 511] [--max-tokens N] [--chunks N]\n"
       "             [--score-second-half] [--kld-ref REF_MODEL] [--json]\n"
       "  bench      -m MODEL [-p 128] [-n 64] [--json] [--no-bandwidth]\n"
+      "  chat       -m MODEL [--system TEXT] [-n 256] [--temp 0.7] [--seed 0] [--stats] (llm chat --help)\n"
       "common: [-t|--threads N] [--no-verify]\n",
       out);
 }
@@ -516,6 +520,7 @@ int main(int argc, char **argv) {
     usage(stdout);
     return 0;
   }
+  if (cmd == "chat") return cmd_chat(argc, argv);
   Args a = parse_args(argc, argv, 2, flags);
   if (cmd == "generate") return cmd_generate(a);
   if (cmd == "info") return cmd_info(a);
