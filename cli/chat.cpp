@@ -212,6 +212,7 @@ int cmd_chat(int argc, char **argv) {
     if (c == EOF && line.empty()) break;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty()) continue;
+    if (!interactive) std::printf("> %s\n", line.c_str());  // a readable transcript of scripted input
     if (line == "/quit" || line == "/exit") break;
     if (line == "/reset") {
       messages.resize(o.system.empty() ? 0 : 1);
@@ -252,8 +253,8 @@ int cmd_chat(int argc, char **argv) {
     messages.push_back({"assistant", reply.text});
     if (o.stats) {
       std::fprintf(stderr,
-                   "[turn %d: context %zu -> %zu tokens; evaluated %zu prompt tokens (the whole conversation "
-                   "renders to %zu) + %zu generated; %s; stop reason %d]\n",
+                   "llm chat: turn %d: context %zu -> %zu tokens; evaluated %zu prompt tokens (the whole "
+                   "conversation renders to %zu) + %zu generated; %s; stop reason %d\n",
                    turn, before, n_tokens(session), prompt_tokens, count_tokens(model, rendered, true),
                    reply.n_generated, restarted ? "restarted" : "continued", llm_session_stop_reason(session));
     }
