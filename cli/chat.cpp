@@ -116,7 +116,9 @@ class Renderer {
     return out;
   }
 
-  // The plain format stops a reply at the next "User:" line.
+  // The plain format stops a reply at the next "User:" line. (The token that
+  // completed the stop string stays in the session although its text is not
+  // part of the reply: a small inexactness of this fallback.)
   const char *stop_string() const { return has_template_ ? nullptr : "\nUser:"; }
 
  private:
@@ -125,7 +127,9 @@ class Renderer {
     for (const Message &x : messages) {
       std::string role = x.role;
       if (!role.empty()) role[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(role[0])));
-      out += role + ": " + x.content + "\n";
+      // A reply is stored as generated after "Assistant:" (its leading space
+      // included), so the rendering keeps what the session holds as a prefix.
+      out += role + (x.role == "assistant" ? ":" : ": ") + x.content + "\n";
     }
     if (add_generation_prompt) out += "Assistant:";
     return out;
