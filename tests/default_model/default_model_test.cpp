@@ -12,6 +12,7 @@
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <ostream>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -173,6 +174,8 @@ struct Bound {
   const char *weights;
   double max_nll_excess;  // mean NLL above the reference's, in nats
 };
+
+void PrintTo(const Bound &b, std::ostream *os) { *os << b.weights << " (max excess " << b.max_nll_excess << " nats)"; }
 
 class HeldOut : public ::testing::TestWithParam<Bound> {};
 
