@@ -1,5 +1,6 @@
 // llm: command-line front end to libllm, written against the public C API only.
 //   llm generate | info | tokenize | perplexity | bench   (see usage() below)
+//   llm chat (cli/chat.cpp)
 #include <algorithm>
 #include <chrono>
 #include <cinttypes>
@@ -15,6 +16,8 @@
 #include <vector>
 
 #include "llm.h"
+
+int cmd_chat(int argc, char **argv);  // cli/chat.cpp
 
 namespace {
 
@@ -576,6 +579,7 @@ void usage(FILE *out) {
       "  perplexity -m MODEL -f TEXT [--ctx 512] [--stride 511] [--max-tokens N] [--chunks N]\n"
       "             [--score-second-half] [--kld-ref REF_MODEL [--ref-kv f16]] [--kv f16] [--json]\n"
       "  bench      -m MODEL [-p 128] [-n 64] [--ctx N] [--kv f16] [--sessions N] [--json] [--no-bandwidth]\n"
+      "  chat       -m MODEL [--system TEXT] [-n 256] [--temp 0.7] [--seed 0] [--stats] (llm chat --help)\n"
       "KV cache types (--kv, --ref-kv): f32, f16 (default), bf16, int8, int4\n"
       "common: [-t|--threads N] [--no-verify]\n",
       out);
@@ -596,6 +600,7 @@ int main(int argc, char **argv) {
     usage(stdout);
     return 0;
   }
+  if (cmd == "chat") return cmd_chat(argc, argv);
   Args a = parse_args(argc, argv, 2, flags);
   if (cmd == "generate") return cmd_generate(a);
   if (cmd == "info") return cmd_info(a);
