@@ -160,6 +160,65 @@ TEST(DecodeAllocations, ZeroHeapAllocationsPerDecodedToken) {
   llm_model_free(model);
 }
 
+// The same for the other per-token paths: quantized caches, a shifting
+// context (shifts happen while decoding), sessions sharing a pool, and
+// batched decode.
+TEST(DecodeAllocations, ZeroHeapAllocationsInKvPaths) {
+  std::string path = std::string(LLM_WORK_DIR) + "/tiny-llama-code-f32.llm";
+  if (!std::ifstream(path).good()) GTEST_SKIP() << path << " not found (../shared models absent?)";
+  llm_model *model = nullptr;
+  ASSERT_EQ(llm_model_load(path.c_str(), nullptr, &model), LLM_OK) << llm_last_error();
+  llm_kv_pool_params pp;
+  llm_kv_pool_params_init(&pp);
+  pp.kv_type = LLM_KV_INT4;
+  pp.n_tokens = 1024;
+  llm_kv_pool *pool = nullptr;
+  ASSERT_EQ(llm_kv_pool_create(model, &pp, &pool), LLM_OK) << llm_last_error();
+  llm_session_params sp;
+  llm_session_params_init(&sp);
+  sp.n_ctx = 64;
+  sp.kv_type = LLM_KV_INT8;
+  sp.context_policy = LLM_CONTEXT_SHIFT;
+  llm_session *shifting = nullptr;
+  ASSERT_EQ(llm_session_create(model, &sp, &shifting), LLM_OK) << llm_last_error();
+  llm_session_params_init(&sp);
+  sp.n_ctx = 128;
+  sp.kv_pool = pool;
+  llm_session *base = nullptr;
+  ASSERT_EQ(llm_session_create(model, &sp, &base), LLM_OK) << llm_last_error();
+  std::vector<llm_token> prompt;
+  for (int i = 0; i < 40; ++i) prompt.push_back(100 + i);
+  ASSERT_EQ(llm_session_eval(base, prompt.data(), prompt.size()), LLM_OK);
+  ASSERT_EQ(llm_session_eval(shifting, prompt.data(), prompt.size()), LLM_OK);
+  llm_session *forks[4];
+  for (llm_session *&f : forks) ASSERT_EQ(llm_session_fork(base, &sp, &f), LLM_OK) << llm_last_error();
+
+  const uint64_t host_before = llm::host_alloc_count();
+  g_allocs = 0;
+  g_counting = true;
+  llm_token toks[4] = {5, 6, 7, 8};
+  bool ok = true;
+  for (int i = 0; i < 40 && ok; ++i) {
+    ok = llm_session_eval(shifting, &toks[i % 4], 1) == LLM_OK;  // shifts at 64
+    ok = ok && llm_decode_batch(forks, toks, 4) == LLM_OK;         // writes after shared pages
+  }
+  g_counting = false;
+  ASSERT_TRUE(ok) << llm_last_error();
+  llm_session_info info;
+  info.struct_size = sizeof info;
+  ASSERT_EQ(llm_session_get_info(shifting, &info), LLM_OK);
+  EXPECT_GE(info.n_shifts, 1u);
+  std::printf("[ metric ] allocations: 40 shifting int8 decodes + 40 batched steps of 4 pooled int4 "
+              "sessions: %llu\n", static_cast<unsigned long long>(g_allocs.load()));
+  EXPECT_EQ(g_allocs.load(), 0u);
+  EXPECT_EQ(llm::host_alloc_count(), host_before);
+  for (llm_session *f : forks) llm_session_free(f);
+  llm_session_free(base);
+  llm_session_free(shifting);
+  llm_kv_pool_free(pool);
+  llm_model_free(model);
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
