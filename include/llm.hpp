@@ -152,6 +152,72 @@ inline std::string opt_string(const char *s) { return s ? std::string(s) : std::
 inline std::string version() { return llm_version(); }
 inline int api_version() { return llm_api_version(); }
 
+/* ---- KV cache types and context policies ------------------------------------------ */
+
+/* llm_kv_type: storage of the KV cache (see llm.h for the bytes of each). */
+enum class KvType : int32_t {
+  Default = LLM_KV_DEFAULT, /* F16 */
+  F32 = LLM_KV_F32,
+  F16 = LLM_KV_F16,
+  BF16 = LLM_KV_BF16,
+  Int8 = LLM_KV_INT8,
+  Int4 = LLM_KV_INT4
+};
+
+/* "default", "f32", "f16", "bf16", "int8", "int4" ("unknown" otherwise). */
+inline const char *to_string(KvType t) noexcept {
+  switch (t) {
+    case KvType::Default: return "default";
+    case KvType::F32: return "f32";
+    case KvType::F16: return "f16";
+    case KvType::BF16: return "bf16";
+    case KvType::Int8: return "int8";
+    case KvType::Int4: return "int4";
+  }
+  return "unknown";
+}
+
+namespace detail {
+inline std::string lower(std::string_view s) {
+  std::string out;
+  for (char c : s) out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+  return out;
+}
+}  // namespace detail
+
+/* The KvType named by `name` (any case); throws Error(LLM_ERR_INVALID_ARGUMENT). */
+inline KvType parse_kv_type(std::string_view name) {
+  const std::string n = detail::lower(name);
+  for (KvType t : {KvType::Default, KvType::F32, KvType::F16, KvType::BF16, KvType::Int8, KvType::Int4})
+    if (n == to_string(t)) return t;
+  throw Error(LLM_ERR_INVALID_ARGUMENT,
+              "unknown KV type \"" + std::string(name) + "\" (expected f32, f16, bf16, int8, int4 or default)");
+}
+
+/* llm_context_policy: what happens when the context is full. */
+enum class ContextPolicy : int32_t {
+  Stop = LLM_CONTEXT_STOP,  /* eval fails with LLM_ERR_CONTEXT_FULL; generate stops */
+  Shift = LLM_CONTEXT_SHIFT /* drop the oldest tokens after n_keep and go on */
+};
+
+inline const char *to_string(ContextPolicy p) noexcept {
+  switch (p) {
+    case ContextPolicy::Stop: return "stop";
+    case ContextPolicy::Shift: return "shift";
+  }
+  return "unknown";
+}
+
+/* "stop" or "shift" (any case); throws Error(LLM_ERR_INVALID_ARGUMENT). */
+inline ContextPolicy parse_context_policy(std::string_view name) {
+  const std::string n = detail::lower(name);
+  if (n == "stop") return ContextPolicy::Stop;
+  if (n == "shift") return ContextPolicy::Shift;
+  throw Error(LLM_ERR_INVALID_ARGUMENT, "unknown context policy \"" + std::string(name) + "\" (expected stop or shift)");
+}
+
+class KvPool;
+
 /* ---- Parameters ----------------------------------------------------------------- */
 /* Each default constructor takes the library's defaults (llm_*_params_init). */
 
@@ -173,6 +239,14 @@ struct SessionParams {
   int32_t n_batch;        /* 0 = min(512, n_ctx) */
   bool logits_all;        /* keep logits of every position of the last eval */
   uint64_t memory_limit;  /* 0 = no limit */
+  KvType kv_type;         /* storage of the KV cache (ignored on a pool: the pool's) */
+  ContextPolicy context_policy;
+  int32_t n_keep;         /* ContextPolicy::Shift: tokens at the start never dropped */
+  int32_t n_discard;      /* ContextPolicy::Shift: tokens dropped per shift; 0 = half */
+  /* nullptr: a KV cache of the session's own. Otherwise the pool (of the same
+   * model) its pages come from; it need only be alive during the call that
+   * takes these parameters. */
+  const KvPool *kv_pool = nullptr;
 
   SessionParams() {
     llm_session_params p;
@@ -181,16 +255,31 @@ struct SessionParams {
     n_batch = p.n_batch;
     logits_all = p.logits_all != 0;
     memory_limit = p.memory_limit;
+    kv_type = static_cast<KvType>(p.kv_type);
+    context_policy = static_cast<ContextPolicy>(p.context_policy);
+    n_keep = p.n_keep;
+    n_discard = p.n_discard;
   }
 
-  llm_session_params to_c() const {
-    llm_session_params p;
-    llm_session_params_init(&p);
-    p.n_ctx = n_ctx;
-    p.n_batch = n_batch;
-    p.logits_all = logits_all ? 1 : 0;
-    p.memory_limit = memory_limit;
-    return p;
+  /* The C struct (defined after KvPool). */
+  llm_session_params to_c() const;
+};
+
+struct KvPoolParams {
+  KvType kv_type;        /* cache type of every session on the pool */
+  int32_t n_tokens;      /* capacity in positions over all its sessions (rounded up to pages) */
+  uint64_t memory_limit; /* 0 = none; LLM_ERR_OUT_OF_MEMORY if the pool would exceed it */
+
+  KvPoolParams() {
+    llm_kv_pool_params p;
+    llm_kv_pool_params_init(&p);
+    kv_type = static_cast<KvType>(p.kv_type);
+    n_tokens = p.n_tokens;
+    memory_limit = p.memory_limit;
+  }
+  explicit KvPoolParams(int32_t tokens, KvType type = KvType::Default) : KvPoolParams() {
+    n_tokens = tokens;
+    kv_type = type;
   }
 };
 
@@ -287,8 +376,26 @@ struct SessionInfo {
   int32_t n_ctx = 0;
   int32_t n_batch = 0;
   int32_t n_tokens = 0;
-  uint64_t kv_bytes = 0;
+  uint64_t kv_bytes = 0;      /* KV cache reserved by the session (0 on a shared pool) */
   uint64_t memory_bytes = 0;
+  /* Since API version 2. */
+  KvType kv_type = KvType::Default;  /* the type in use (never Default from a version-2 library) */
+  ContextPolicy context_policy = ContextPolicy::Stop;
+  uint64_t kv_bytes_per_token = 0;   /* KV bytes of one position, all layers */
+  uint64_t n_shifts = 0;             /* context shifts so far */
+};
+
+struct KvPoolInfo {
+  KvType kv_type = KvType::Default;
+  int32_t page_tokens = 0;      /* LLM_KV_PAGE_TOKENS */
+  int64_t n_pages = 0;
+  int64_t pages_used = 0;       /* holding tokens of some session */
+  int64_t pages_committed = 0;  /* promised to sessions, not yet used */
+  int64_t pages_shared = 0;     /* used by more than one session */
+  uint64_t bytes = 0;           /* memory reserved by the pool */
+
+  /* Pages neither used nor promised: what new sessions can still get. */
+  int64_t pages_free() const noexcept { return n_pages - pages_used - pages_committed; }
 };
 
 struct ChatMessage {
@@ -414,8 +521,12 @@ class Model {
   /* A new session on this model (defined below). */
   Session session(const SessionParams &params = SessionParams()) const;
 
+  /* A KV pool of `n_tokens` positions for sessions of this model (defined below). */
+  KvPool kv_pool(int32_t n_tokens, KvType kv_type = KvType::Default) const;
+
  private:
   friend class Session;
+  friend class KvPool;
 
   llm_model_info raw_info() const {
     llm_model_info i{};
@@ -427,6 +538,94 @@ class Model {
   std::shared_ptr<llm_model> model_;
   int32_t vocab_size_ = 0;
 };
+
+/* ---- KV pool ---------------------------------------------------------------------- */
+
+/* A pool of KV-cache pages shared by sessions of one model (llm_kv_pool).
+ * Memory is committed up front: a session created on the pool reserves every
+ * page it may still need (less those it shares), or fails with
+ * LLM_ERR_OUT_OF_MEMORY, so generation never runs out of pages. Sessions of
+ * the pool using ContextPolicy::Stop share the full pages of a common prefix
+ * copy-on-write (Session::fork). Thread-safe; move-only. */
+class KvPool {
+ public:
+  /* An empty handle. */
+  KvPool() noexcept = default;
+
+  /* Reserve a pool; throws Error (LLM_ERR_OUT_OF_MEMORY stating the bytes needed, ...). */
+  KvPool(const Model &model, const KvPoolParams &params) : model_(model.model_), vocab_size_(model.vocab_size_) {
+    if (!model_) throw Error(LLM_ERR_INVALID_ARGUMENT, "the model is empty");
+    llm_kv_pool_params p;
+    llm_kv_pool_params_init(&p);
+    p.kv_type = static_cast<int32_t>(params.kv_type);
+    p.n_tokens = params.n_tokens;
+    p.memory_limit = params.memory_limit;
+    llm_kv_pool *raw = nullptr;
+    detail::check(llm_kv_pool_create(model_.get(), &p, &raw));
+    pool_ = std::shared_ptr<llm_kv_pool>(raw, llm_kv_pool_free);
+  }
+  KvPool(const Model &model, int32_t n_tokens, KvType kv_type = KvType::Default)
+      : KvPool(model, KvPoolParams(n_tokens, kv_type)) {}
+
+  KvPool(const KvPool &) = delete;
+  KvPool &operator=(const KvPool &) = delete;
+  KvPool(KvPool &&other) noexcept
+      : model_(std::move(other.model_)),
+        pool_(std::move(other.pool_)),
+        vocab_size_(std::exchange(other.vocab_size_, 0)) {}
+  KvPool &operator=(KvPool &&other) noexcept {
+    pool_ = std::move(other.pool_);  // the pool goes before the model it may keep alive
+    model_ = std::move(other.model_);
+    vocab_size_ = std::exchange(other.vocab_size_, 0);
+    return *this;
+  }
+
+  explicit operator bool() const noexcept { return pool_ != nullptr; }
+  llm_kv_pool *get() const noexcept { return pool_.get(); }
+  /* The model's C handle (kept alive by this pool). */
+  llm_model *model() const noexcept { return model_.get(); }
+
+  KvPoolInfo info() const {
+    llm_kv_pool_info i{};
+    i.struct_size = sizeof i;
+    detail::check(llm_kv_pool_get_info(get(), &i));
+    KvPoolInfo r;
+    r.kv_type = static_cast<KvType>(i.kv_type);
+    r.page_tokens = i.page_tokens;
+    r.n_pages = i.n_pages;
+    r.pages_used = i.pages_used;
+    r.pages_committed = i.pages_committed;
+    r.pages_shared = i.pages_shared;
+    r.bytes = i.bytes;
+    return r;
+  }
+
+  /* A session on the pool's model taking its pages from this pool
+   * (params.kv_pool is set to this pool). Defined below. */
+  Session session(SessionParams params = SessionParams()) const;
+
+ private:
+  std::shared_ptr<llm_model> model_;  // declared first: released after pool_
+  std::shared_ptr<llm_kv_pool> pool_;
+  int32_t vocab_size_ = 0;
+};
+
+inline llm_session_params SessionParams::to_c() const {
+  llm_session_params p;
+  llm_session_params_init(&p);
+  p.n_ctx = n_ctx;
+  p.n_batch = n_batch;
+  p.logits_all = logits_all ? 1 : 0;
+  p.memory_limit = memory_limit;
+  p.kv_type = static_cast<int32_t>(kv_type);
+  p.context_policy = static_cast<int32_t>(context_policy);
+  p.n_keep = n_keep;
+  p.n_discard = n_discard;
+  p.kv_pool = kv_pool ? kv_pool->get() : nullptr;
+  return p;
+}
+
+inline KvPool Model::kv_pool(int32_t n_tokens, KvType kv_type) const { return KvPool(*this, n_tokens, kv_type); }
 
 /* ---- Session ---------------------------------------------------------------------- */
 
@@ -479,7 +678,74 @@ class Session {
     llm_session_info i{};
     i.struct_size = sizeof i;
     detail::check(llm_session_get_info(session_, &i));
-    return SessionInfo{i.n_ctx, i.n_batch, i.n_tokens, i.kv_bytes, i.memory_bytes};
+    SessionInfo r;
+    r.n_ctx = i.n_ctx;
+    r.n_batch = i.n_batch;
+    r.n_tokens = i.n_tokens;
+    r.kv_bytes = i.kv_bytes;
+    r.memory_bytes = i.memory_bytes;
+    if (i.struct_size >= offsetof(llm_session_info, n_shifts) + sizeof i.n_shifts) {
+      r.kv_type = static_cast<KvType>(i.kv_type);
+      r.context_policy = static_cast<ContextPolicy>(i.context_policy);
+      r.kv_bytes_per_token = i.kv_bytes_per_token;
+      r.n_shifts = i.n_shifts;
+    }
+    return r;
+  }
+
+  /* Keep only the first n tokens of the context (the KV cache of the rest is
+   * dropped without recomputation; logits() is nullptr until the next eval).
+   * Throws LLM_ERR_INVALID_ARGUMENT if n exceeds the context,
+   * LLM_ERR_OUT_OF_MEMORY (nothing changed) if a shared page cannot be copied. */
+  void truncate(size_t n) { detail::check(llm_session_truncate(session_, n)); }
+
+  /* A new session holding a copy of this one's context (tokens, KV cache,
+   * last logits) with this session's settings and pool; on a pool (and with
+   * ContextPolicy::Stop) the full pages are shared copy-on-write. */
+  Session fork() const {
+    llm_session *raw = nullptr;
+    detail::check(llm_session_fork(session_, nullptr, &raw));
+    return Session(raw, model_, vocab_size_);
+  }
+
+  /* fork() with other parameters: with params.kv_pool this session's pool the
+   * pages are shared, otherwise the cache is copied and must keep this
+   * session's type (KvType::Default here means "the source's type"). */
+  Session fork(const SessionParams &params) const {
+    llm_session_params p = params.to_c();
+    if (!params.kv_pool && params.kv_type == KvType::Default) p.kv_type = static_cast<int32_t>(info().kv_type);
+    llm_session *raw = nullptr;
+    detail::check(llm_session_fork(session_, &p, &raw));
+    return Session(raw, model_, vocab_size_);
+  }
+
+  /* Bytes save_state() would return now. */
+  size_t state_size() const {
+    size_t n = 0;
+    detail::check(llm_session_state_size(session_, &n));
+    return n;
+  }
+
+  /* The session's state (tokens, KV cache, last logits): a versioned,
+   * checksummed byte string bound to the model file. */
+  std::vector<uint8_t> save_state() const {
+    return detail::fill<std::vector<uint8_t>>(state_size(), [&](uint8_t *out, size_t cap, size_t *len) {
+      return llm_session_save(session_, out, cap, len);
+    });
+  }
+
+  /* Replace the context with a saved state. Throws LLM_ERR_FORMAT (truncated,
+   * corrupt, another version), LLM_ERR_INVALID_ARGUMENT (another model file
+   * or KV type), LLM_ERR_CONTEXT_FULL; on failure the session is unchanged. */
+  void restore_state(const void *data, size_t len) { detail::check(llm_session_restore(session_, data, len)); }
+  void restore_state(const std::vector<uint8_t> &state) { restore_state(state.data(), state.size()); }
+
+  /* The same through a file (written atomically). */
+  void save_state_file(const std::string &path) const {
+    detail::check(llm_session_save_file(session_, path.c_str()));
+  }
+  void restore_state_file(const std::string &path) {
+    detail::check(llm_session_restore_file(session_, path.c_str()));
   }
 
   /* Append tokens and run the model over them. */
@@ -537,6 +803,12 @@ class Session {
   }
 
  private:
+  friend class KvPool;
+
+  /* Adopts a session just made by the C library. */
+  Session(llm_session *raw, std::shared_ptr<llm_model> model, int32_t vocab_size) noexcept
+      : session_(raw), model_(std::move(model)), vocab_size_(vocab_size) {}
+
   void release() noexcept {
     llm_session_free(session_);
     session_ = nullptr;
@@ -548,6 +820,49 @@ class Session {
 };
 
 inline Session Model::session(const SessionParams &params) const { return Session(*this, params); }
+
+inline Session KvPool::session(SessionParams params) const {
+  if (!pool_) throw Error(LLM_ERR_INVALID_ARGUMENT, "the KV pool is empty");
+  params.kv_pool = this;
+  llm_session_params p = params.to_c();
+  llm_session *raw = nullptr;
+  detail::check(llm_session_create(model_.get(), &p, &raw));
+  return Session(raw, model_, vocab_size_);
+}
+
+/* ---- Batched decode ------------------------------------------------------------------- */
+
+/* Evaluate one token in each of n sessions of one model with a single pass
+ * over the weights (llm_decode_batch): tokens[i] is appended to sessions[i],
+ * whose logits are then those of its new token. The sessions must be
+ * distinct, of one model, and not in use elsewhere; n must not exceed the
+ * first one's n_batch. Throws before evaluating anything:
+ * LLM_ERR_INVALID_ARGUMENT (a session twice, an empty one, sessions of
+ * different models, sizes differ), LLM_ERR_INVALID_TOKEN, LLM_ERR_CONTEXT_FULL
+ * (a full context under ContextPolicy::Stop; one under Shift is shifted). */
+inline void decode_batch(Session *const *sessions, const llm_token *tokens, size_t n) {
+  std::vector<llm_session *> raw(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (!sessions[i] || !*sessions[i])
+      throw Error(LLM_ERR_INVALID_ARGUMENT, "sessions[" + std::to_string(i) + "] is empty");
+    raw[i] = sessions[i]->get();
+  }
+  detail::check(llm_decode_batch(raw.data(), tokens, n));
+}
+
+inline void decode_batch(const std::vector<Session *> &sessions, const std::vector<llm_token> &tokens) {
+  if (sessions.size() != tokens.size())
+    throw Error(LLM_ERR_INVALID_ARGUMENT, std::to_string(sessions.size()) + " sessions but " +
+                                              std::to_string(tokens.size()) + " tokens");
+  decode_batch(sessions.data(), tokens.data(), sessions.size());
+}
+
+inline void decode_batch(std::vector<Session> &sessions, const std::vector<llm_token> &tokens) {
+  std::vector<Session *> ptrs;
+  ptrs.reserve(sessions.size());
+  for (Session &s : sessions) ptrs.push_back(&s);
+  decode_batch(ptrs, tokens);
+}
 
 }  // namespace llm::cpp
 

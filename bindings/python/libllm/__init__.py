@@ -29,8 +29,9 @@ from ._errors import (
     StopReason,
     UnsupportedError,
 )
-from ._model import Model, ModelInfo
-from ._session import Piece, Session, SessionInfo
+from ._kv import ContextPolicy, KvPool, KvPoolInfo, KvType
+from ._model import Model, ModelInfo, SessionSettings
+from ._session import SAME_POOL, Piece, Session, SessionInfo, decode_batch
 
 __version__ = "0.1.0"
 
@@ -38,10 +39,14 @@ __all__ = [
     "BufferTooSmallError",
     "CancelledError",
     "ContextFullError",
+    "ContextPolicy",
     "FormatError",
     "InternalError",
     "InvalidArgumentError",
     "InvalidTokenError",
+    "KvPool",
+    "KvPoolInfo",
+    "KvType",
     "LibraryNotFoundError",
     "LlmError",
     "LlmIOError",
@@ -49,14 +54,17 @@ __all__ = [
     "ModelInfo",
     "OutOfMemoryError",
     "Piece",
+    "SAME_POOL",
     "Session",
     "SessionBusyError",
     "SessionInfo",
+    "SessionSettings",
     "Status",
     "StopReason",
     "UnsupportedError",
     "api_version",
     "capi",
+    "decode_batch",
     "library_path",
     "load_library",
     "status_string",

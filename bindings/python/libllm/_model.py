@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import os
@@ -9,16 +10,69 @@ import threading
 import weakref
 from ctypes import byref, c_size_t, c_uint64, c_void_p, sizeof
 from types import TracebackType
-from typing import TYPE_CHECKING, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Iterator, Mapping, Optional, Sequence, Union
 
 from . import capi as _capi
 from ._errors import InvalidArgumentError, Status, UnsupportedError
+from ._kv import ContextPolicy, ContextPolicyLike, KvPool, KvType, KvTypeLike
 from ._util import TokenBuffer, TokenIds, c_string, check, int32, uint64
 
 if TYPE_CHECKING:
     from ._session import Session
 
 _BUFFER_TOO_SMALL = int(Status.BUFFER_TOO_SMALL)
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionSettings:
+    """The parameters a session was created with (``llm_session_params``);
+    :meth:`Session.fork` starts from these."""
+
+    n_ctx: int = 0
+    n_batch: int = 0
+    logits_all: bool = False
+    memory_limit: int = 0
+    kv_type: KvType = KvType.DEFAULT
+    context_policy: ContextPolicy = ContextPolicy.STOP
+    n_keep: int = 0
+    n_discard: int = 0
+    kv_pool: Optional[KvPool] = None
+
+    @staticmethod
+    def make(
+        n_ctx: int = 0,
+        n_batch: int = 0,
+        logits_all: bool = False,
+        memory_limit: int = 0,
+        kv_type: KvTypeLike = KvType.DEFAULT,
+        context_policy: ContextPolicyLike = ContextPolicy.STOP,
+        n_keep: int = 0,
+        n_discard: int = 0,
+        kv_pool: Optional[KvPool] = None,
+    ) -> SessionSettings:
+        """Checked and normalised settings (strings parsed, ranges checked)."""
+        if kv_pool is not None and not isinstance(kv_pool, KvPool):
+            raise TypeError(f"kv_pool must be a KvPool or None, not {type(kv_pool).__name__}")
+        return SessionSettings(
+            n_ctx=int32(n_ctx, "n_ctx"),
+            n_batch=int32(n_batch, "n_batch"),
+            logits_all=bool(logits_all),
+            memory_limit=uint64(memory_limit, "memory_limit"),
+            kv_type=KvType.parse(kv_type),
+            context_policy=ContextPolicy.parse(context_policy),
+            n_keep=int32(n_keep, "n_keep"),
+            n_discard=int32(n_discard, "n_discard"),
+            kv_pool=kv_pool,
+        )
+
+    def uses_version_2(self) -> bool:
+        return (
+            self.kv_type != KvType.DEFAULT
+            or self.context_policy != ContextPolicy.STOP
+            or self.n_keep != 0
+            or self.n_discard != 0
+            or self.kv_pool is not None
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +164,8 @@ class Model:
         self._closed = False
         self._ops = 0
         self._n_sessions = 0
-        self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
+        # Sessions and KV pools: each keeps the C model alive until it is freed.
+        self._sessions: weakref.WeakSet[Union[Session, KvPool]] = weakref.WeakSet()
         lib = _capi.lib()
         params = _capi.llm_model_params()
         lib.llm_model_params_init(byref(params))
@@ -160,7 +215,8 @@ class Model:
         return self._closed
 
     def close(self) -> None:
-        """Close every session of this model, then free the model. Idempotent."""
+        """Close every session and KV pool of this model, then free the model.
+        Idempotent."""
         with self._state:
             if self._closed:
                 return
@@ -183,12 +239,12 @@ class Model:
     def _use(self) -> _Use:
         return _Use(self)
 
-    def _attach(self, session: Session) -> None:
+    def _attach(self, session: Union[Session, KvPool]) -> None:
         with self._state:
             self._n_sessions += 1
             self._sessions.add(session)
 
-    def _detach(self, session: Session) -> None:
+    def _detach(self, session: Union[Session, KvPool]) -> None:
         with self._state:
             self._n_sessions -= 1
             self._sessions.discard(session)
@@ -343,30 +399,72 @@ class Model:
 
     # ---- sessions ---------------------------------------------------------------------
 
-    def _session_params(
-        self, n_ctx: int, n_batch: int, logits_all: bool, memory_limit: int
-    ) -> _capi.llm_session_params:
+    @contextlib.contextmanager
+    def _session_params(self, settings: SessionSettings) -> Iterator[_capi.llm_session_params]:
+        """The C parameters for ``settings``, valid inside the ``with`` block
+        (the pool handle, if any, is kept alive meanwhile)."""
         params = _capi.llm_session_params()
         _capi.lib().llm_session_params_init(byref(params))
-        params.struct_size = sizeof(params)
-        params.n_ctx = int32(n_ctx, "n_ctx")
-        params.n_batch = int32(n_batch, "n_batch")
-        params.logits_all = int(bool(logits_all))
-        params.memory_limit = uint64(memory_limit, "memory_limit")
-        return params
+        if _capi.has_function("llm_session_fork"):
+            params.struct_size = sizeof(params)
+        else:  # a version-1 library refuses the larger struct
+            if settings.uses_version_2():
+                _capi.require("llm_session_fork", "kv_type, context_policy, n_keep, n_discard and kv_pool")
+            params.struct_size = _capi.SESSION_PARAMS_V1_SIZE
+        params.n_ctx = settings.n_ctx
+        params.n_batch = settings.n_batch
+        params.logits_all = int(settings.logits_all)
+        params.memory_limit = settings.memory_limit
+        params.kv_type = int(settings.kv_type)
+        params.context_policy = int(settings.context_policy)
+        params.n_keep = settings.n_keep
+        params.n_discard = settings.n_discard
+        pool = settings.kv_pool
+        if pool is None:
+            yield params
+            return
+        if pool.model is not self:
+            raise InvalidArgumentError(Status.INVALID_ARGUMENT, "kv_pool belongs to another model")
+        with pool._use() as ph:
+            params.kv_pool = ph
+            yield params
 
     def memory_required(
-        self, n_ctx: int = 0, n_batch: int = 0, logits_all: bool = False, memory_limit: int = 0
+        self,
+        n_ctx: int = 0,
+        n_batch: int = 0,
+        logits_all: bool = False,
+        memory_limit: int = 0,
+        *,
+        kv_type: KvTypeLike = KvType.DEFAULT,
+        context_policy: ContextPolicyLike = ContextPolicy.STOP,
+        n_keep: int = 0,
+        n_discard: int = 0,
+        kv_pool: Optional[KvPool] = None,
     ) -> int:
-        """Bytes :meth:`session` would reserve with these parameters."""
-        params = self._session_params(n_ctx, n_batch, logits_all, memory_limit)
+        """Bytes :meth:`session` would reserve with these parameters (the KV
+        cache counts 0 on a pool)."""
+        settings = SessionSettings.make(
+            n_ctx, n_batch, logits_all, memory_limit, kv_type, context_policy, n_keep,
+            n_discard, kv_pool,
+        )
         out = c_uint64()
-        with self._use() as h:
+        with self._use() as h, self._session_params(settings) as params:
             check(_capi.lib().llm_session_memory_required(h, byref(params), byref(out)))
         return out.value
 
     def session(
-        self, n_ctx: int = 0, n_batch: int = 0, logits_all: bool = False, memory_limit: int = 0
+        self,
+        n_ctx: int = 0,
+        n_batch: int = 0,
+        logits_all: bool = False,
+        memory_limit: int = 0,
+        *,
+        kv_type: KvTypeLike = KvType.DEFAULT,
+        context_policy: ContextPolicyLike = ContextPolicy.STOP,
+        n_keep: int = 0,
+        n_discard: int = 0,
+        kv_pool: Optional[KvPool] = None,
     ) -> Session:
         """A new inference session (KV cache and buffers are reserved now).
 
@@ -374,8 +472,36 @@ class Model:
         step, 0 = min(512, n_ctx). logits_all: keep every position's logits of
         the last eval (see Session.logits_at). memory_limit: byte budget, 0 =
         unlimited (OutOfMemoryError states the bytes needed).
+        kv_type: the KV cache's storage, a :class:`KvType` or "f32", "f16"
+        (the default), "bf16", "int8", "int4". context_policy: "stop" (the
+        default) or "shift" (drop the oldest tokens after the first n_keep,
+        n_discard at a time, 0 = half, when the context is full). kv_pool: a
+        :class:`KvPool` of this model to take the KV pages from (kv_type is
+        then the pool's).
         """
         from ._session import Session
 
-        return Session(self, n_ctx=n_ctx, n_batch=n_batch, logits_all=logits_all,
-                       memory_limit=memory_limit)
+        return Session(
+            self, n_ctx=n_ctx, n_batch=n_batch, logits_all=logits_all, memory_limit=memory_limit,
+            kv_type=kv_type, context_policy=context_policy, n_keep=n_keep, n_discard=n_discard,
+            kv_pool=kv_pool,
+        )
+
+    def kv_pool(
+        self, n_tokens: int, kv_type: KvTypeLike = KvType.DEFAULT, memory_limit: int = 0
+    ) -> KvPool:
+        """A :class:`KvPool` of ``n_tokens`` positions for sessions of this model."""
+        return KvPool(self, n_tokens, kv_type=kv_type, memory_limit=memory_limit)
+
+    def decode_batch(self, sessions: Sequence[Session], tokens: TokenIds) -> None:
+        """Evaluate ``tokens[i]`` in ``sessions[i]`` for every i with one pass
+        over the weights (see :func:`libllm.decode_batch`). The sessions must
+        be of this model."""
+        from ._session import decode_batch
+
+        for i, s in enumerate(sessions):
+            if getattr(s, "model", None) is not self:
+                raise InvalidArgumentError(
+                    Status.INVALID_ARGUMENT, f"sessions[{i}] is not a session of this model"
+                )
+        decode_batch(sessions, tokens)

@@ -6,6 +6,8 @@ import atexit
 import collections
 import dataclasses
 import ctypes
+import operator
+import os
 import threading
 import weakref
 from ctypes import byref, c_size_t, c_void_p, sizeof
@@ -24,12 +26,33 @@ from ._errors import (
     UnsupportedError,
     error_for,
 )
+from ._kv import ContextPolicy, ContextPolicyLike, KvPool, KvType, KvTypeLike
 from ._util import TokenBuffer, TokenIds, c_string, check, int32, uint64
 
 if TYPE_CHECKING:
-    from ._model import Model
+    from ._model import Model, SessionSettings
 
 Prompt = Union[str, bytes, Sequence[int], None]
+
+
+_KV_VALUES = frozenset(int(k) for k in KvType)
+_POLICY_VALUES = frozenset(int(p) for p in ContextPolicy)
+
+
+def operator_index(value: int, name: str) -> int:
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}") from None
+
+
+def _c_path(path: Union[str, os.PathLike[str]]) -> bytes:
+    c_path = os.fsencode(path)
+    if not c_path:
+        raise InvalidArgumentError(Status.INVALID_ARGUMENT, "path is empty")
+    if b"\0" in c_path:
+        raise InvalidArgumentError(Status.INVALID_ARGUMENT, "path contains a NUL character")
+    return c_path
 
 
 class Piece(NamedTuple):
@@ -287,8 +310,81 @@ class SessionInfo:
     n_ctx: int  # context capacity in tokens
     n_batch: int  # largest forward step
     n_tokens: int  # tokens in the context now
-    kv_bytes: int  # KV cache size
+    kv_bytes: int  # KV cache reserved by the session (0 on a shared pool)
     memory_bytes: int  # everything the session reserved
+    #: KV cache type in use (DEFAULT only from a library older than API version 2)
+    kv_type: KvType = KvType.DEFAULT
+    #: what happens when the context is full
+    context_policy: ContextPolicy = ContextPolicy.STOP
+    #: KV bytes of one position, all layers (0 from an older library)
+    kv_bytes_per_token: int = 0
+    #: context shifts so far
+    n_shifts: int = 0
+
+
+class _Same:
+    """Sentinel of Session.fork(kv_pool=...): the source session's pool."""
+
+    _instance: Optional[_Same] = None
+
+    def __new__(cls) -> _Same:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "SAME_POOL"
+
+
+#: ``Session.fork(kv_pool=SAME_POOL)`` (the default): the new session uses the
+#: source's pool (or a cache of its own if the source has none).
+SAME_POOL = _Same()
+
+
+def _filled(info: ctypes.Structure, field: str) -> bool:
+    f = getattr(type(info), field)
+    return bool(info.struct_size >= f.offset + f.size)
+
+
+def decode_batch(sessions: Sequence[Session], tokens: TokenIds) -> None:
+    """Evaluate one token in each of several sessions of one model with a
+    single pass over the weights (``llm_decode_batch``): ``tokens[i]`` is
+    appended to ``sessions[i]``, whose logits are then those of its new token.
+
+    Decoding n sequences this way costs about as much memory traffic as one.
+    The sessions must be distinct, of one model, and idle (SessionBusyError
+    otherwise); there may be at most ``n_batch`` of the first one. A full
+    context is shifted under ContextPolicy.SHIFT, otherwise ContextFullError
+    (nothing is evaluated). InvalidTokenError for ids outside the vocabulary.
+    """
+    _capi.require("llm_decode_batch", "decode_batch")
+    sessions = list(sessions)
+    ids = TokenBuffer(tokens)
+    if ids.n != len(sessions):
+        raise InvalidArgumentError(
+            Status.INVALID_ARGUMENT, f"{len(sessions)} sessions but {ids.n} tokens"
+        )
+    if not sessions:
+        return
+    seen: dict[int, int] = {}
+    for i, s in enumerate(sessions):
+        if not isinstance(s, Session):
+            raise TypeError(f"sessions[{i}] is a {type(s).__name__}, not a Session")
+        if id(s) in seen:
+            raise InvalidArgumentError(
+                Status.INVALID_ARGUMENT, f"sessions[{i}] is sessions[{seen[id(s)]}] again"
+            )
+        seen[id(s)] = i
+    handles = (_capi.llm_session_p * len(sessions))()
+    taken: list[Session] = []
+    try:
+        for i, s in enumerate(sessions):
+            handles[i] = s._acquire()  # SessionBusyError / closed: nothing evaluated
+            taken.append(s)
+        check(_capi.lib().llm_decode_batch(handles, ids.ptr, ids.n))
+    finally:
+        for s in taken:
+            s._lock.release()
 
 
 class Session:
@@ -312,24 +408,50 @@ class Session:
         n_batch: int = 0,
         logits_all: bool = False,
         memory_limit: int = 0,
+        *,
+        kv_type: KvTypeLike = KvType.DEFAULT,
+        context_policy: ContextPolicyLike = ContextPolicy.STOP,
+        n_keep: int = 0,
+        n_discard: int = 0,
+        kv_pool: Optional[KvPool] = None,
     ) -> None:
+        """A session on ``model``; see :meth:`Model.session` for the parameters."""
+        from ._model import SessionSettings
+
         self._handle: Optional[int] = None
+        self._init_state(model, SessionSettings.make(
+            n_ctx, n_batch, logits_all, memory_limit, kv_type, context_policy, n_keep,
+            n_discard, kv_pool,
+        ))
+        out = c_void_p()
+        with model._use() as mh, model._session_params(self._settings) as params:
+            check(_capi.lib().llm_session_create(mh, byref(params), byref(out)))
+            self._handle = out.value
+            model._attach(self)
+
+    def _init_state(self, model: Model, settings: SessionSettings) -> None:
+        self._handle = None
         self._lock = threading.Lock()  # one C call on the session at a time
         self._handle_lock = threading.Lock()  # cancel() versus free
         self._stream: Optional[_Stream] = None
         self._model = model
         self._vocab_size = model.info.vocab_size
-        self.logits_all = bool(logits_all)
-        params = model._session_params(n_ctx, n_batch, logits_all, memory_limit)
-        out = c_void_p()
-        with model._use() as mh:
-            check(_capi.lib().llm_session_create(mh, byref(params), byref(out)))
-            self._handle = out.value
-            model._attach(self)
+        self._settings = settings
+        self.logits_all = settings.logits_all
 
     @property
     def model(self) -> Model:
         return self._model
+
+    @property
+    def kv_pool(self) -> Optional[KvPool]:
+        """The :class:`KvPool` the session's KV pages come from (None: its own cache)."""
+        return self._settings.kv_pool
+
+    @property
+    def settings(self) -> SessionSettings:
+        """The parameters the session was created with."""
+        return self._settings
 
     # ---- lifetime ---------------------------------------------------------------
 
@@ -433,9 +555,17 @@ class Session:
         info.struct_size = sizeof(info)
         with self._call() as h:
             check(_capi.lib().llm_session_get_info(h, byref(info)))
+        v2 = _filled(info, "n_shifts")
         return SessionInfo(
             n_ctx=info.n_ctx, n_batch=info.n_batch, n_tokens=info.n_tokens,
             kv_bytes=info.kv_bytes, memory_bytes=info.memory_bytes,
+            kv_type=KvType(info.kv_type) if v2 and info.kv_type in _KV_VALUES else KvType.DEFAULT,
+            context_policy=(
+                ContextPolicy(info.context_policy)
+                if v2 and info.context_policy in _POLICY_VALUES else ContextPolicy.STOP
+            ),
+            kv_bytes_per_token=info.kv_bytes_per_token if v2 else 0,
+            n_shifts=info.n_shifts if v2 else 0,
         )
 
     def reset(self) -> None:
@@ -461,6 +591,155 @@ class Session:
         tokens = TokenBuffer(ids)
         with self._call() as h:
             check(_capi.lib().llm_session_eval(h, tokens.ptr, tokens.n))
+
+    def truncate(self, n_tokens: int) -> None:
+        """Keep only the first ``n_tokens`` tokens of the context (e.g. to
+        regenerate an answer); the KV cache of the rest is dropped without
+        recomputation. Logits are unavailable until the next evaluation
+        (generate re-evaluates the last token by itself).
+
+        InvalidArgumentError if n_tokens exceeds the context; OutOfMemoryError
+        (nothing changed) if the page holding the new end is shared with
+        another session and the pool cannot back a copy of it.
+        """
+        _capi.require("llm_session_truncate", "Session.truncate")
+        n = operator_index(n_tokens, "n_tokens")
+        if n < 0:
+            raise InvalidArgumentError(Status.INVALID_ARGUMENT, f"n_tokens = {n} is negative")
+        with self._call() as h:
+            check(_capi.lib().llm_session_truncate(h, n))
+
+    def fork(
+        self,
+        *,
+        n_ctx: Optional[int] = None,
+        n_batch: Optional[int] = None,
+        logits_all: Optional[bool] = None,
+        memory_limit: Optional[int] = None,
+        kv_type: Optional[KvTypeLike] = None,
+        context_policy: Optional[ContextPolicyLike] = None,
+        n_keep: Optional[int] = None,
+        n_discard: Optional[int] = None,
+        kv_pool: Union[KvPool, None, _Same] = SAME_POOL,
+    ) -> Session:
+        """A new session holding a copy of this one's context (tokens, KV
+        cache, last logits), e.g. a system prompt evaluated once and continued
+        by many sessions.
+
+        Every parameter left out is this session's: with none given the fork
+        has this session's settings and pool (``llm_session_fork`` with NULL
+        parameters). Sessions of one pool that both use ContextPolicy.STOP
+        share the full pages of the common prefix copy-on-write instead of
+        copying them. ``kv_pool=None`` forks into a cache of the new session's
+        own; a cache that is copied must have this session's KV type.
+        """
+        _capi.require("llm_session_fork", "Session.fork")
+        from ._model import SessionSettings
+
+        overrides = {
+            k: v
+            for k, v in (
+                ("n_ctx", n_ctx), ("n_batch", n_batch), ("logits_all", logits_all),
+                ("memory_limit", memory_limit), ("kv_type", kv_type),
+                ("context_policy", context_policy), ("n_keep", n_keep), ("n_discard", n_discard),
+            )
+            if v is not None
+        }
+        model = self._model
+        lib = _capi.lib()
+        out = c_void_p()
+        src = self._settings
+        if not overrides and isinstance(kv_pool, _Same):
+            settings = src
+            with model._use(), self._call() as h:
+                check(lib.llm_session_fork(h, None, byref(out)))
+                return Session._adopt(model, out.value, settings)
+        pool = src.kv_pool if isinstance(kv_pool, _Same) else kv_pool
+        # (Not dataclasses.asdict: it would deep-copy the pool object.)
+        base: dict[str, Any] = {f.name: getattr(src, f.name) for f in dataclasses.fields(src)}
+        base["kv_pool"] = pool
+        if pool is None and "kv_type" not in overrides:
+            # A copied cache must keep the source's type: take the one in use.
+            base["kv_type"] = self.info.kv_type
+        base.update(overrides)
+        settings = SessionSettings.make(**base)
+        with model._use(), model._session_params(settings) as params, self._call() as h:
+            check(lib.llm_session_fork(h, byref(params), byref(out)))
+            return Session._adopt(model, out.value, settings)
+
+    @classmethod
+    def _adopt(cls, model: Model, handle: Optional[int], settings: SessionSettings) -> Session:
+        """Wrap a session handle just made by the C library (called with the
+        model in use, right after the call)."""
+        s = cls.__new__(cls)
+        s._init_state(model, settings)
+        s._handle = handle
+        model._attach(s)
+        return s
+
+    # ---- state ----------------------------------------------------------------------
+
+    def state_size(self) -> int:
+        """Bytes :meth:`save_state` would return now."""
+        _capi.require("llm_session_state_size", "Session.state_size")
+        n = c_size_t()
+        with self._call() as h:
+            check(_capi.lib().llm_session_state_size(h, byref(n)))
+        return n.value
+
+    def save_state(self) -> bytes:
+        """The session's state (tokens, KV cache, last logits) as a
+        versioned, checksummed byte string bound to the model file; give it
+        to :meth:`restore_state` of a session of the same model file and KV
+        type."""
+        _capi.require("llm_session_save", "Session.save_state")
+        lib = _capi.lib()
+        n = c_size_t()
+        with self._call() as h:
+            check(lib.llm_session_state_size(h, byref(n)))
+            for _ in range(4):
+                buf = ctypes.create_string_buffer(max(n.value, 1))
+                st = lib.llm_session_save(h, buf, n.value, byref(n))
+                if st == int(Status.BUFFER_TOO_SMALL) and n.value > len(buf):
+                    continue
+                check(st)
+                return buf.raw[: n.value]
+        raise error_for(int(Status.INTERNAL), "the session state size kept changing")
+
+    def restore_state(self, state: Union[bytes, bytearray, memoryview]) -> None:
+        """Replace the context with a state from :meth:`save_state`.
+
+        FormatError if the bytes are truncated, corrupt or of another version;
+        InvalidArgumentError if they come from another model file or KV type;
+        ContextFullError if they hold more tokens than this session's
+        context. On failure the session is unchanged.
+        """
+        _capi.require("llm_session_restore", "Session.restore_state")
+        if isinstance(state, str):
+            raise TypeError("state must be bytes (from save_state()), not str")
+        data = state if isinstance(state, bytes) else bytes(memoryview(state))
+        with self._call() as h:
+            check(_capi.lib().llm_session_restore(h, data, len(data)))
+
+    def save_state_file(self, path: Union[str, os.PathLike[str]]) -> None:
+        """:meth:`save_state` into a file (written atomically: a temporary file renamed)."""
+        _capi.require("llm_session_save_file", "Session.save_state_file")
+        c_path = _c_path(path)
+        with self._call() as h:
+            check(_capi.lib().llm_session_save_file(h, c_path))
+
+    def restore_state_file(self, path: Union[str, os.PathLike[str]]) -> None:
+        """:meth:`restore_state` from a file written by :meth:`save_state_file`
+        (LlmIOError if it cannot be read)."""
+        _capi.require("llm_session_restore_file", "Session.restore_state_file")
+        c_path = _c_path(path)
+        with self._call() as h:
+            check(_capi.lib().llm_session_restore_file(h, c_path))
+
+    @staticmethod
+    def decode_batch(sessions: Sequence[Session], tokens: TokenIds) -> None:
+        """Same as :func:`libllm.decode_batch`."""
+        decode_batch(sessions, tokens)
 
     # ---- logits -------------------------------------------------------------------
 

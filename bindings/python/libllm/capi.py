@@ -21,6 +21,7 @@ from ctypes import (
     c_float,
     c_int,
     c_int32,
+    c_int64,
     c_size_t,
     c_uint64,
     c_void_p,
@@ -35,12 +36,25 @@ TOKENIZE_DEFAULT = 0  # LLM_TOKENIZE_DEFAULT
 TOKENIZE_PARSE_SPECIAL_OFF = 1  # LLM_TOKENIZE_PARSE_SPECIAL_OFF
 VERIFY_FULL = 0  # LLM_VERIFY_FULL
 VERIFY_NONE = 1  # LLM_VERIFY_NONE
+#: LLM_API_VERSION that added KV cache types, context shift, KV pools, forks,
+#: truncation, batched decode and session state (the optional functions below).
+API_VERSION_KV = 2
+KV_DEFAULT = 0  # LLM_KV_DEFAULT (f16)
+KV_F32 = 1  # LLM_KV_F32
+KV_F16 = 2  # LLM_KV_F16
+KV_BF16 = 3  # LLM_KV_BF16
+KV_INT8 = 4  # LLM_KV_INT8
+KV_INT4 = 5  # LLM_KV_INT4
+KV_PAGE_TOKENS = 16  # LLM_KV_PAGE_TOKENS
+CONTEXT_STOP = 0  # LLM_CONTEXT_STOP
+CONTEXT_SHIFT = 1  # LLM_CONTEXT_SHIFT
 
 llm_token = c_int32
 llm_status = c_int  # C enums are ints on every ABI libllm targets
 #: Opaque handles (llm_model *, llm_session *) travel as void pointers.
 llm_model_p = c_void_p
 llm_session_p = c_void_p
+llm_kv_pool_p = c_void_p
 
 
 class llm_model_params(Structure):
@@ -82,6 +96,39 @@ class llm_session_params(Structure):
         ("n_batch", c_int32),
         ("logits_all", c_int32),
         ("memory_limit", c_uint64),
+        # Since API version 2; a version-1 library is given struct_size up to
+        # here (SESSION_PARAMS_V1_SIZE).
+        ("kv_type", c_int32),
+        ("context_policy", c_int32),
+        ("n_keep", c_int32),
+        ("n_discard", c_int32),
+        ("kv_pool", llm_kv_pool_p),
+    ]
+
+
+#: struct_size of the first published llm_session_params (API version 1).
+SESSION_PARAMS_V1_SIZE = llm_session_params.kv_type.offset
+
+
+class llm_kv_pool_params(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("kv_type", c_int32),
+        ("n_tokens", c_int32),
+        ("memory_limit", c_uint64),
+    ]
+
+
+class llm_kv_pool_info(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("kv_type", c_int32),
+        ("page_tokens", c_int32),
+        ("n_pages", c_int64),
+        ("pages_used", c_int64),
+        ("pages_committed", c_int64),
+        ("pages_shared", c_int64),
+        ("bytes", c_uint64),
     ]
 
 
@@ -93,6 +140,11 @@ class llm_session_info(Structure):
         ("n_tokens", c_int32),
         ("kv_bytes", c_uint64),
         ("memory_bytes", c_uint64),
+        # Since API version 2 (an older library reports a smaller struct_size).
+        ("kv_type", c_int32),
+        ("context_policy", c_int32),
+        ("kv_bytes_per_token", c_uint64),
+        ("n_shifts", c_uint64),
     ]
 
 
@@ -132,7 +184,9 @@ _P = POINTER
 #: name -> (restype, argtypes, required). Every LLM_API function of llm.h is
 #: here (tests/test_header.py checks that against the header). Optional ones
 #: (added to the header after LLM_API_VERSION 1 without a version bump) are
-#: bound when the loaded library exports them.
+#: bound when the loaded library exports them; so are those of API version 2,
+#: so that a version-1 library still loads (the wrappers then raise
+#: UnsupportedError for what it lacks).
 FUNCTIONS: dict[str, tuple[Any, list[Any], bool]] = {
     "llm_version": (c_char_p, [], True),
     "llm_api_version": (c_int, [], True),
@@ -174,11 +228,35 @@ FUNCTIONS: dict[str, tuple[Any, list[Any], bool]] = {
         [llm_model_p, _P(llm_session_params), _P(llm_session_p)],
         True,
     ),
+    "llm_kv_pool_params_init": (None, [_P(llm_kv_pool_params)], False),
+    "llm_kv_pool_create": (
+        llm_status,
+        [llm_model_p, _P(llm_kv_pool_params), _P(llm_kv_pool_p)],
+        False,
+    ),
+    "llm_kv_pool_free": (None, [llm_kv_pool_p], False),
+    "llm_kv_pool_get_info": (llm_status, [llm_kv_pool_p, _P(llm_kv_pool_info)], False),
     "llm_session_free": (None, [llm_session_p], True),
     "llm_session_reset": (llm_status, [llm_session_p], True),
     "llm_session_get_info": (llm_status, [llm_session_p, _P(llm_session_info)], False),
     "llm_session_n_tokens": (llm_status, [llm_session_p, _P(c_size_t)], True),
     "llm_session_eval": (llm_status, [llm_session_p, _P(llm_token), c_size_t], True),
+    "llm_session_truncate": (llm_status, [llm_session_p, c_size_t], False),
+    "llm_session_fork": (
+        llm_status,
+        [llm_session_p, _P(llm_session_params), _P(llm_session_p)],
+        False,
+    ),
+    "llm_decode_batch": (llm_status, [_P(llm_session_p), _P(llm_token), c_size_t], False),
+    "llm_session_state_size": (llm_status, [llm_session_p, _P(c_size_t)], False),
+    "llm_session_save": (
+        llm_status,
+        [llm_session_p, c_void_p, c_size_t, _P(c_size_t)],
+        False,
+    ),
+    "llm_session_restore": (llm_status, [llm_session_p, c_void_p, c_size_t], False),
+    "llm_session_save_file": (llm_status, [llm_session_p, c_char_p], False),
+    "llm_session_restore_file": (llm_status, [llm_session_p, c_char_p], False),
     "llm_session_logits": (_P(c_float), [llm_session_p], True),
     "llm_session_logits_at": (_P(c_float), [llm_session_p, c_int32], True),
     "llm_session_cancel": (None, [llm_session_p], True),
@@ -206,6 +284,8 @@ STRUCTS: dict[str, type[Structure]] = {
     "llm_model_params": llm_model_params,
     "llm_model_info": llm_model_info,
     "llm_session_params": llm_session_params,
+    "llm_kv_pool_params": llm_kv_pool_params,
+    "llm_kv_pool_info": llm_kv_pool_info,
     "llm_session_info": llm_session_info,
     "llm_generate_params": llm_generate_params,
     "llm_chat_message": llm_chat_message,
@@ -373,6 +453,19 @@ def library_path() -> Optional[str]:
 def has_function(name: str) -> bool:
     """Whether the loaded library exports ``name`` (optional functions)."""
     return hasattr(lib(), name)
+
+
+def require(name: str, what: str) -> None:
+    """Raise UnsupportedError when the loaded library lacks ``name`` (a
+    function added after API version 1)."""
+    if not has_function(name):
+        from ._errors import Status, UnsupportedError
+
+        raise UnsupportedError(
+            Status.UNSUPPORTED,
+            f"{what} needs libllm API version {API_VERSION_KV}; the loaded library "
+            f"({library_path()}, API version {int(lib().llm_api_version())}) has no {name}",
+        )
 
 
 def last_error() -> str:

@@ -40,12 +40,13 @@ def _norm(c_type: str) -> str:
     return " ".join(c_type.replace("*", " * ").split())
 
 
-OPAQUE = {"llm_model", "llm_session"}
+OPAQUE = {"llm_model", "llm_session", "llm_kv_pool"}
 BASE: dict[str, Any] = {
     "void": None,
     "char": ctypes.c_char,
     "int": ctypes.c_int,
     "int32_t": ctypes.c_int32,
+    "int64_t": ctypes.c_int64,
     "uint64_t": ctypes.c_uint64,
     "size_t": ctypes.c_size_t,
     "float": ctypes.c_float,
@@ -238,6 +239,7 @@ def test_other_enums_and_constants() -> None:
     }
     d = _defines()
     assert int(d["LLM_MAX_STOP_STRINGS"]) == capi.MAX_STOP_STRINGS
+    assert int(d["LLM_KV_PAGE_TOKENS"]) == capi.KV_PAGE_TOKENS
     assert int(d["LLM_API_VERSION"]) >= capi.API_VERSION
 
 
@@ -251,3 +253,24 @@ def test_versions() -> None:
     d = _defines()
     assert libllm.version() == f"{d['LLM_VERSION_MAJOR']}.{d['LLM_VERSION_MINOR']}.{d['LLM_VERSION_PATCH']}"
     assert libllm.api_version() >= capi.API_VERSION
+
+
+def test_kv_type_and_context_policy_enums() -> None:
+    assert header_enum("llm_kv_type") == {f"LLM_KV_{k.name}": int(k) for k in libllm.KvType}
+    assert header_enum("llm_kv_type") == {
+        "LLM_KV_DEFAULT": capi.KV_DEFAULT, "LLM_KV_F32": capi.KV_F32, "LLM_KV_F16": capi.KV_F16,
+        "LLM_KV_BF16": capi.KV_BF16, "LLM_KV_INT8": capi.KV_INT8, "LLM_KV_INT4": capi.KV_INT4,
+    }
+    assert header_enum("llm_context_policy") == {
+        f"LLM_CONTEXT_{p.name}": int(p) for p in libllm.ContextPolicy
+    }
+    assert header_enum("llm_context_policy") == {
+        "LLM_CONTEXT_STOP": capi.CONTEXT_STOP, "LLM_CONTEXT_SHIFT": capi.CONTEXT_SHIFT,
+    }
+
+
+def test_version_1_session_params_size() -> None:
+    # What an API-version-1 library accepts as llm_session_params.struct_size.
+    assert capi.SESSION_PARAMS_V1_SIZE == capi.llm_session_params.kv_type.offset
+    names = [f[0] for f in capi.llm_session_params._fields_]
+    assert names.index("kv_type") == 5 and names[-1] == "kv_pool"

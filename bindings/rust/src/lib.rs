@@ -8,6 +8,11 @@
 //! * [`Session`]: a context (KV cache, sampler) on a model. `Send` but not
 //!   `Sync`: one thread at a time. It keeps its model alive.
 //! * [`CancelHandle`]: cancels a session's running work from another thread.
+//! * [`KvPool`]: KV-cache pages shared by sessions of one model (`Send + Sync`);
+//!   [`Session::fork`] shares a prefix copy-on-write, [`decode_batch`]
+//!   decodes one token in many sessions with one pass over the weights,
+//!   [`Session::save_state`] / [`Session::restore_state`] snapshot a session.
+//!   [`KvType`] and [`ContextPolicy`] are chosen in [`SessionParams`].
 //! * [`Session::generate`] streams text as an iterator;
 //!   [`Session::generate_with`] calls a closure (maps directly onto
 //!   `llm_generate`).
@@ -30,13 +35,16 @@
 pub mod sys;
 
 mod error;
+mod kv;
 mod model;
 mod session;
 
 pub use error::{Error, Result, Status};
+pub use kv::{ContextPolicy, KvPool, KvPoolInfo, KvPoolParams, KvType};
 pub use model::{ChatMessage, Model, ModelInfo, ModelParams, Verify};
 pub use session::{
-    CancelHandle, GenerateParams, Generation, Session, SessionInfo, SessionParams, StopReason,
+    decode_batch, CancelHandle, GenerateParams, Generation, Session, SessionInfo, SessionParams,
+    StopReason,
 };
 
 /// A token id.
@@ -65,6 +73,7 @@ const _: () = {
     #[allow(dead_code)]
     fn check() {
         send_sync::<Model>();
+        send_sync::<KvPool>();
         send::<Session>();
         send_sync::<CancelHandle>();
         send::<Generation<'static>>();

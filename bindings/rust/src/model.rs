@@ -6,6 +6,7 @@ use std::ptr::{self, NonNull};
 use std::sync::Arc;
 
 use crate::error::{check, Error, Result, Status};
+use crate::kv::{KvPool, KvPoolParams, KvType};
 use crate::session::{Session, SessionParams};
 use crate::sys;
 use crate::Token;
@@ -421,6 +422,34 @@ impl Model {
     pub fn session_with(&self, params: &SessionParams) -> Result<Session> {
         Session::new(self, params)
     }
+
+    /// A [`KvPool`] of `n_tokens` positions of type `kv_type` for sessions of
+    /// this model ([`KvPool::new`] takes a memory limit too).
+    pub fn kv_pool(&self, n_tokens: i32, kv_type: KvType) -> Result<KvPool> {
+        KvPool::new(
+            self,
+            &KvPoolParams {
+                kv_type,
+                n_tokens,
+                ..KvPoolParams::default()
+            },
+        )
+    }
+
+    /// [`decode_batch`](crate::decode_batch) on sessions that must all be of
+    /// this model.
+    pub fn decode_batch<S: std::borrow::BorrowMut<Session>>(
+        &self,
+        sessions: &mut [S],
+        tokens: &[Token],
+    ) -> Result<()> {
+        for (i, s) in sessions.iter_mut().enumerate() {
+            if s.borrow_mut().model().as_raw() != self.as_raw() {
+                return Err(Error::invalid(format!("sessions[{i}] is not a session of this model")));
+            }
+        }
+        crate::session::decode_batch(sessions, tokens)
+    }
 }
 
 fn raw_info(model: *mut sys::llm_model) -> Result<sys::llm_model_info> {
@@ -433,14 +462,14 @@ fn raw_info(model: *mut sys::llm_model) -> Result<sys::llm_model_info> {
 }
 
 #[cfg(unix)]
-fn path_to_c(path: &Path) -> Result<CString> {
+pub(crate) fn path_to_c(path: &Path) -> Result<CString> {
     use std::os::unix::ffi::OsStrExt;
     CString::new(path.as_os_str().as_bytes())
         .map_err(|_| Error::invalid(format!("path {} contains a NUL byte", path.display())))
 }
 
 #[cfg(not(unix))]
-fn path_to_c(path: &Path) -> Result<CString> {
+pub(crate) fn path_to_c(path: &Path) -> Result<CString> {
     let s = path
         .to_str()
         .ok_or_else(|| Error::invalid(format!("path {} is not valid Unicode", path.display())))?;

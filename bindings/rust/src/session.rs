@@ -1,10 +1,12 @@
 use std::any::Any;
+use std::borrow::BorrowMut;
 use std::cell::Cell;
 use std::ffi::CString;
 use std::iter::FusedIterator;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::os::raw::{c_char, c_int, c_void};
+use std::path::Path;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +15,8 @@ use std::sync::{Arc, Weak};
 use std::thread::{self, JoinHandle};
 
 use crate::error::{check, Error, Result, Status};
-use crate::model::{c_string, Model};
+use crate::kv::{ContextPolicy, KvPool, KvType};
+use crate::model::{c_string, fill_buffer, path_to_c, Model};
 use crate::sys;
 use crate::Token;
 
@@ -28,6 +31,17 @@ pub struct SessionParams {
     pub logits_all: bool,
     /// Upper bound on the bytes the session may reserve; 0 = no limit.
     pub memory_limit: u64,
+    /// Storage of the KV cache (ignored on a pool: the pool's).
+    pub kv_type: KvType,
+    /// What happens when the context is full.
+    pub context_policy: ContextPolicy,
+    /// [`ContextPolicy::Shift`]: tokens at the start that are never dropped.
+    pub n_keep: i32,
+    /// [`ContextPolicy::Shift`]: tokens dropped per shift; 0 = half of the droppable.
+    pub n_discard: i32,
+    /// `None`: the session reserves a KV cache of its own. Otherwise its
+    /// pages come from this pool, which must belong to the same model.
+    pub kv_pool: Option<KvPool>,
 }
 
 impl Default for SessionParams {
@@ -38,6 +52,11 @@ impl Default for SessionParams {
             n_batch: p.n_batch,
             logits_all: p.logits_all != 0,
             memory_limit: p.memory_limit,
+            kv_type: KvType::from_raw(p.kv_type),
+            context_policy: ContextPolicy::from_raw(p.context_policy),
+            n_keep: p.n_keep,
+            n_discard: p.n_discard,
+            kv_pool: None,
         }
     }
 }
@@ -52,12 +71,26 @@ fn raw_session_params() -> sys::llm_session_params {
 }
 
 impl SessionParams {
+    /// The defaults with a context of `n_ctx` tokens.
+    pub fn with_n_ctx(n_ctx: i32) -> SessionParams {
+        SessionParams {
+            n_ctx,
+            ..SessionParams::default()
+        }
+    }
+
+    /// The C struct; its pool pointer borrows from `self.kv_pool`.
     pub(crate) fn to_raw(&self) -> sys::llm_session_params {
         let mut p = raw_session_params();
         p.n_ctx = self.n_ctx;
         p.n_batch = self.n_batch;
         p.logits_all = self.logits_all as i32;
         p.memory_limit = self.memory_limit;
+        p.kv_type = self.kv_type.to_raw();
+        p.context_policy = self.context_policy.to_raw();
+        p.n_keep = self.n_keep;
+        p.n_discard = self.n_discard;
+        p.kv_pool = self.kv_pool.as_ref().map_or(ptr::null_mut(), |pool| pool.as_raw());
         p
     }
 }
@@ -71,10 +104,18 @@ pub struct SessionInfo {
     pub n_batch: usize,
     /// Tokens in the context now.
     pub n_tokens: usize,
-    /// KV cache size.
+    /// KV cache reserved by the session (0 on a shared pool).
     pub kv_bytes: u64,
     /// Everything the session reserved (= [`Model::memory_required`]).
     pub memory_bytes: u64,
+    /// KV cache type in use (never [`KvType::Default`] from an API version 2 library).
+    pub kv_type: KvType,
+    /// What happens when the context is full.
+    pub context_policy: ContextPolicy,
+    /// KV bytes of one position, all layers.
+    pub kv_bytes_per_token: u64,
+    /// Context shifts so far.
+    pub n_shifts: u64,
 }
 
 /// Sampling and stopping options of [`Session::generate`],
@@ -226,6 +267,8 @@ pub(crate) struct SessionCore {
     busy: AtomicBool,
     /// Dropped after `drop` has freed the session: the model outlives it.
     model: Model,
+    /// What the session was created with (its pool handle included).
+    params: SessionParams,
 }
 
 // SAFETY: the session is used by one thread at a time: the `Session` is !Sync
@@ -276,13 +319,17 @@ impl Session {
         // SAFETY: valid model and params; session creation is safe
         // concurrently on one model.
         check(unsafe { sys::llm_session_create(model.as_raw(), &p, &mut raw) })?;
-        let raw =
-            NonNull::new(raw).ok_or_else(|| Error::new(Status::Internal, "llm_session_create gave NULL"))?;
+        Session::adopt(raw, model.clone(), params.clone(), "llm_session_create")
+    }
+
+    fn adopt(raw: *mut sys::llm_session, model: Model, params: SessionParams, what: &str) -> Result<Session> {
+        let raw = NonNull::new(raw).ok_or_else(|| Error::new(Status::Internal, format!("{what} gave NULL")))?;
         Ok(Session {
             core: Arc::new(SessionCore {
                 raw,
                 busy: AtomicBool::new(false),
-                model: model.clone(),
+                model,
+                params,
             }),
             _not_sync: PhantomData,
         })
@@ -303,6 +350,16 @@ impl Session {
     /// The model this session runs.
     pub fn model(&self) -> &Model {
         &self.core.model
+    }
+
+    /// The parameters the session was created with.
+    pub fn params(&self) -> &SessionParams {
+        &self.core.params
+    }
+
+    /// The pool the session's KV pages come from (`None`: a cache of its own).
+    pub fn kv_pool(&self) -> Option<&KvPool> {
+        self.core.params.kv_pool.as_ref()
     }
 
     /// A handle that can cancel this session's running `eval`/`generate` from
@@ -347,6 +404,10 @@ impl Session {
             n_tokens: count(i.n_tokens),
             kv_bytes: i.kv_bytes,
             memory_bytes: i.memory_bytes,
+            kv_type: KvType::from_raw(i.kv_type),
+            context_policy: ContextPolicy::from_raw(i.context_policy),
+            kv_bytes_per_token: i.kv_bytes_per_token,
+            n_shifts: i.n_shifts,
         })
     }
 
@@ -366,6 +427,99 @@ impl Session {
     pub fn eval(&mut self, tokens: &[Token]) -> Result<()> {
         // SAFETY: valid session and token slice.
         check(unsafe { sys::llm_session_eval(self.raw(), tokens.as_ptr(), tokens.len()) })
+    }
+
+    /// Keep only the first `n_tokens` tokens of the context (e.g. to
+    /// regenerate an answer); the KV cache of the rest is dropped without
+    /// recomputation. Logits are unavailable until the next evaluation
+    /// (generation re-evaluates the last token by itself).
+    ///
+    /// Errors: `InvalidArgument` if `n_tokens` exceeds the context;
+    /// `OutOfMemory` (nothing changed) if the page holding the new end is
+    /// shared and the pool cannot back its copy.
+    pub fn truncate(&mut self, n_tokens: usize) -> Result<()> {
+        // SAFETY: valid session, used by this thread only.
+        check(unsafe { sys::llm_session_truncate(self.raw(), n_tokens) })
+    }
+
+    /// A new session holding a copy of this one's context (tokens, KV cache,
+    /// last logits), with this session's parameters and pool. On a pool (and
+    /// with [`ContextPolicy::Stop`]) the full pages are shared copy-on-write
+    /// instead of copied.
+    pub fn fork(&self) -> Result<Session> {
+        let mut raw: *mut sys::llm_session = ptr::null_mut();
+        // SAFETY: valid session, not in use elsewhere (`Session` is !Sync and
+        // a running Generation borrows it mutably).
+        check(unsafe { sys::llm_session_fork(self.raw(), ptr::null(), &mut raw) })?;
+        Session::adopt(raw, self.core.model.clone(), self.core.params.clone(), "llm_session_fork")
+    }
+
+    /// [`fork`](Self::fork) with other parameters (start from
+    /// [`params`](Self::params)`.clone()`). With `params.kv_pool` equal to
+    /// this session's pool the full pages are shared; otherwise the cache is
+    /// copied, and must keep this session's type: [`KvType::Default`] here
+    /// means "the source's type".
+    pub fn fork_with(&self, params: &SessionParams) -> Result<Session> {
+        let mut params = params.clone();
+        if params.kv_pool.is_none() && params.kv_type == KvType::Default {
+            params.kv_type = self.info()?.kv_type;
+        }
+        if let Some(pool) = &params.kv_pool {
+            if pool.model().as_raw() != self.core.model.as_raw() {
+                return Err(Error::invalid("kv_pool belongs to another model"));
+            }
+        }
+        let p = params.to_raw();
+        let mut raw: *mut sys::llm_session = ptr::null_mut();
+        // SAFETY: as in fork(); params (and its pool) outlive the call.
+        check(unsafe { sys::llm_session_fork(self.raw(), &p, &mut raw) })?;
+        Session::adopt(raw, self.core.model.clone(), params, "llm_session_fork")
+    }
+
+    /// Bytes [`save_state`](Self::save_state) would return now.
+    pub fn state_size(&self) -> Result<usize> {
+        let mut n = 0usize;
+        // SAFETY: valid session.
+        check(unsafe { sys::llm_session_state_size(self.raw(), &mut n) })?;
+        Ok(n)
+    }
+
+    /// The session's state (tokens, KV cache, last logits) as a versioned,
+    /// checksummed byte string bound to the model file; give it to
+    /// [`restore_state`](Self::restore_state) of a session of the same model
+    /// file and KV type.
+    pub fn save_state(&self) -> Result<Vec<u8>> {
+        let raw = self.raw();
+        let size = self.state_size()?;
+        fill_buffer(size, |buf: *mut u8, cap, n| unsafe {
+            // SAFETY: buf is valid for cap bytes.
+            sys::llm_session_save(raw, buf.cast(), cap, n)
+        })
+    }
+
+    /// Replace the context with a saved state.
+    ///
+    /// Errors: `Format` (truncated, corrupt, another version),
+    /// `InvalidArgument` (another model file or KV type), `ContextFull` (more
+    /// tokens than this context holds). On failure the session is unchanged.
+    pub fn restore_state(&mut self, state: &[u8]) -> Result<()> {
+        // SAFETY: valid session; state is valid for its length.
+        check(unsafe { sys::llm_session_restore(self.raw(), state.as_ptr().cast(), state.len()) })
+    }
+
+    /// [`save_state`](Self::save_state) into a file (written atomically: a
+    /// temporary file renamed).
+    pub fn save_state_file(&self, path: impl AsRef<Path>) -> Result<()> {
+        let c_path = path_to_c(path.as_ref())?;
+        // SAFETY: valid session and NUL-terminated path.
+        check(unsafe { sys::llm_session_save_file(self.raw(), c_path.as_ptr()) })
+    }
+
+    /// [`restore_state`](Self::restore_state) from a file (`Io` if it cannot be read).
+    pub fn restore_state_file(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let c_path = path_to_c(path.as_ref())?;
+        // SAFETY: valid session and NUL-terminated path.
+        check(unsafe { sys::llm_session_restore_file(self.raw(), c_path.as_ptr()) })
     }
 
     /// `vocab_size` logits of the last evaluated position; `None` before anything was evaluated.
@@ -571,6 +725,40 @@ impl Session {
             }
         }
     }
+}
+
+/// Evaluate one token in each of several sessions of one model with a single
+/// pass over the weights (`llm_decode_batch`): `tokens[i]` is appended to
+/// `sessions[i]`, whose logits are then those of its new token. Decoding n
+/// sequences this way costs about as much memory traffic as one.
+///
+/// Takes `&mut [&mut Session]`, `&mut [Session]`, `&mut [Box<Session>]`...:
+/// exclusive borrows, so the sessions are distinct and idle by construction.
+/// There may be at most `n_batch` of the first session's.
+///
+/// Errors (nothing evaluated): `InvalidArgument` (lengths differ, sessions of
+/// different models, more than `n_batch`), `InvalidToken`, `ContextFull` (a
+/// full context under [`ContextPolicy::Stop`]; one under `Shift` is shifted).
+///
+/// One session cannot be passed twice:
+///
+/// ```compile_fail
+/// # fn f(s: &mut libllm::Session) {
+/// libllm::decode_batch(&mut [&mut *s, &mut *s], &[1, 2]).unwrap();
+/// # }
+/// ```
+pub fn decode_batch<S: BorrowMut<Session>>(sessions: &mut [S], tokens: &[Token]) -> Result<()> {
+    if sessions.len() != tokens.len() {
+        return Err(Error::invalid(format!(
+            "{} sessions but {} tokens",
+            sessions.len(),
+            tokens.len()
+        )));
+    }
+    let raw: Vec<*mut sys::llm_session> = sessions.iter_mut().map(|s| s.borrow_mut().raw()).collect();
+    // SAFETY: distinct sessions (exclusive borrows), each used by this thread
+    // only for the duration of the call; tokens has raw.len() elements.
+    check(unsafe { sys::llm_decode_batch(raw.as_ptr(), tokens.as_ptr(), raw.len()) })
 }
 
 enum Msg {
