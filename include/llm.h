@@ -225,9 +225,12 @@ typedef struct llm_session_params {
   int32_t kv_type;
   /* llm_context_policy. */
   int32_t context_policy;
-  /* LLM_CONTEXT_SHIFT: tokens at the start that are never dropped. */
+  /* LLM_CONTEXT_SHIFT: tokens at the start that are never dropped; must be
+   * smaller than n_ctx (LLM_ERR_INVALID_ARGUMENT otherwise). */
   int32_t n_keep;
-  /* LLM_CONTEXT_SHIFT: tokens dropped per shift; 0 = half of the droppable. */
+  /* LLM_CONTEXT_SHIFT: tokens dropped per shift; 0 = half of the droppable.
+   * At least what the evaluation needs and at most all droppable tokens are
+   * dropped, whatever this says. */
   int32_t n_discard;
   /* NULL: the session reserves a KV cache of its own (counted in
    * llm_session_memory_required). Otherwise its pages come from this pool
@@ -332,9 +335,10 @@ LLM_API llm_status llm_session_truncate(llm_session *session, size_t n_tokens);
  * logits), e.g. a system prompt evaluated once and continued by many
  * sessions. With params->kv_pool equal to src's pool (and both using
  * LLM_CONTEXT_STOP) the full pages are shared copy-on-write, not copied;
- * otherwise the cache is copied (params->kv_type must then match src's).
- * params may be NULL (src's pool and settings). `src` must not be in use by
- * another thread during the call. */
+ * otherwise the cache is copied (params->kv_type must then be src's type or
+ * LLM_KV_DEFAULT, which means src's type here). params may be NULL (src's
+ * pool and settings). LLM_ERR_CONTEXT_FULL if src holds more tokens than the
+ * new context. `src` must not be in use by another thread during the call. */
 LLM_API llm_status llm_session_fork(const llm_session *src, const llm_session_params *params,
                                     llm_session **out);
 

@@ -19,7 +19,7 @@
 struct llm_session {
   std::unique_ptr<llm::Session> session;
   llm_model *owner = nullptr;
-  llm_kv_pool *pool_handle = nullptr;  // identity of a shared pool (not owned)
+  bool shared_pool = false;  // its KV pages come from an llm_kv_pool
 };
 
 struct llm_kv_pool {
@@ -328,7 +328,7 @@ llm_status llm_session_create(llm_model *model, const llm_session_params *params
     auto handle = std::make_unique<llm_session>();
     handle->session = std::make_unique<llm::Session>(*model->model, o);
     handle->owner = model;
-    handle->pool_handle = params && params->struct_size > kSessionParamsV1 ? params->kv_pool : nullptr;
+    handle->shared_pool = o.pool != nullptr;
     *out = handle.release();
   });
 }
@@ -338,20 +338,20 @@ llm_status llm_session_fork(const llm_session *src, const llm_session_params *pa
   *out = nullptr;
   LLM_CHECK_ARG(src, "src is NULL");
   llm::SessionOptions o;
-  llm_kv_pool *pool_handle = nullptr;
   if (params) {
     if (llm_status st = session_options(src->owner, params, &o)) return st;
-    pool_handle = params->struct_size > kSessionParamsV1 ? params->kv_pool : nullptr;
+    // LLM_KV_DEFAULT in a fork means the source's type (what a copy needs).
+    if (params->struct_size <= kSessionParamsV1 || params->kv_type == LLM_KV_DEFAULT)
+      o.kv_type = src->session->kv().geometry().type;
   } else {
     o = src->session->options();
-    pool_handle = src->pool_handle;
-    if (!pool_handle) o.pool = nullptr;  // src's own pool serves only src
+    if (!src->shared_pool) o.pool = nullptr;  // src's own pool serves only src
   }
   return guarded([&] {
     auto handle = std::make_unique<llm_session>();
     handle->session = std::make_unique<llm::Session>(*src->owner->model, o, src->session.get());
     handle->owner = src->owner;
-    handle->pool_handle = pool_handle;
+    handle->shared_pool = o.pool != nullptr;
     *out = handle.release();
   });
 }

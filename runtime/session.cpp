@@ -121,6 +121,9 @@ SessionMemory plan_session_memory(const Model &model, const SessionOptions &o) {
   if (m.n_ctx > int64_t{h.max_context})
     fail_argument("n_ctx " + std::to_string(m.n_ctx) + " exceeds the model's context length " +
                   std::to_string(h.max_context));
+  if (o.policy == ContextPolicy::Shift && o.n_keep >= m.n_ctx)
+    fail_argument("n_keep " + std::to_string(o.n_keep) + " leaves nothing to shift in a context of " +
+                  std::to_string(m.n_ctx));
   m.n_batch = o.n_batch == 0 ? std::min<int64_t>(512, m.n_ctx) : std::min<int64_t>(o.n_batch, m.n_ctx);
   m.n_logits = o.logits_all ? m.n_batch : 1;
   const Dims dm = dims_of(h);

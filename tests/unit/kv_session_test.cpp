@@ -148,6 +148,22 @@ TEST_F(KvSessionTest, SizesFollowTheDocumentedFormula) {
   bad = params(100);
   bad.context_policy = 7;
   EXPECT_EQ(llm_session_create(model_, &bad, &s), LLM_ERR_INVALID_ARGUMENT);
+  bad = params(100);
+  bad.context_policy = LLM_CONTEXT_SHIFT;
+  bad.n_keep = 100;  // nothing left to shift
+  EXPECT_EQ(llm_session_create(model_, &bad, &s), LLM_ERR_INVALID_ARGUMENT);
+  // A fork with default parameters copies the source's cache type.
+  llm_session *src = make(64, LLM_KV_INT8), *copy = nullptr;
+  llm_session_params fp = params(64, LLM_KV_DEFAULT);
+  ASSERT_EQ(llm_session_fork(src, &fp, &copy), LLM_OK) << llm_last_error();
+  info.struct_size = sizeof info;
+  ASSERT_EQ(llm_session_get_info(copy, &info), LLM_OK);
+  EXPECT_EQ(info.kv_type, LLM_KV_INT8);
+  fp.kv_type = LLM_KV_F16;
+  llm_session *other = nullptr;
+  EXPECT_EQ(llm_session_fork(src, &fp, &other), LLM_ERR_INVALID_ARGUMENT);
+  llm_session_free(copy);
+  llm_session_free(src);
 }
 
 TEST_F(KvSessionTest, QuantizedCachesStayCloseToF32) {
