@@ -1,0 +1,11 @@
+// matmul_q on AVX-512 F/BW/VL without VNNI (Skylake-SP class CPUs); see
+// quant_avx512_impl.h. Only called when cpu_features reports AVX-512BW.
+#include "kernels/cpu/quant_avx512_impl.h"
+
+namespace llm::cpu::detail {
+
+void matmul_q_rows_avx512(const QMatmulArgs &a, int64_t j0, int64_t j1) {
+  rows_dispatch<I8x512, I4x512>(a, j0, j1);
+}
+
+}  // namespace llm::cpu::detail
