@@ -2,6 +2,7 @@
 // supports (forced with set_isa), plus agreement between the paths.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -483,7 +484,9 @@ TEST(Ops, SoftmaxStable) {
       auto y = x;
       softmax(y.data(), n);
       double mx = -INFINITY, sum = 0;
-      for (float v : x) mx = std::fmax(mx, v);
+      // (std::max, not std::fmax: GCC 12's aarch64 vectorizer crashes on
+      // this fmax reduction from float to double; the values are finite.)
+      for (float v : x) mx = std::max(mx, static_cast<double>(v));
       for (float v : x) sum += std::exp(static_cast<double>(v) - mx);
       double total = 0;
       for (int64_t i = 0; i < n; ++i) {
