@@ -27,8 +27,11 @@
 # LLM_API_VERSION / SOVERSION when compatibility is broken):
 #   scripts/check_abi.sh --update [BUILD_DIR]
 # which runs
-#   abidw --headers-dir include --no-corpus-path --out-file abi/libllm.abi BUILD_DIR/libllm.so
-# and commit abi/libllm.abi.
+#   abidw --headers-dir include --drop-private-types --drop-undefined-syms \
+#         --exported-interfaces-only --short-locs --no-corpus-path \
+#         --out-file abi/libllm.abi BUILD_DIR/libllm.so
+# (only the exported llm_* functions and the types of include/ they reach),
+# then commit abi/libllm.abi.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 strict=0 update=0
@@ -62,13 +65,15 @@ if [ -n "$bad" ]; then
 fi
 
 if [ "$update" -eq 1 ]; then
-  abidw --headers-dir include --no-corpus-path --out-file abi/libllm.abi "$lib"
+  abidw --headers-dir include --drop-private-types --drop-undefined-syms --exported-interfaces-only \
+    --short-locs --no-corpus-path --out-file abi/libllm.abi "$lib"
   echo "check_abi: wrote abi/libllm.abi ($(grep -c '<elf-symbol ' abi/libllm.abi) symbols); commit it"
   exit $status
 fi
 
 set +e
-report=$(abidiff --headers-dir2 include --suppressions abi/libllm.suppr abi/libllm.abi "$lib")
+report=$(abidiff --headers-dir2 include --drop-private-types --exported-interfaces-only \
+  --suppressions abi/libllm.suppr abi/libllm.abi "$lib")
 rc=$?
 set -e
 if [ $((rc & 3)) -ne 0 ]; then
