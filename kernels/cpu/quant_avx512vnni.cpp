@@ -10,7 +10,8 @@
 namespace llm::cpu::detail {
 
 void matmul_q_rows_avx512vnni(const QMatmulArgs &a, int64_t j0, int64_t j1) {
-  rows_dispatch<I8x512, I4x512>(a, j0, j1);
+  // Group sizes other than 32, 64 and 128 take the AVX2 body.
+  if (!rows_dispatch<I8x512, I4x512, false>(a, j0, j1)) matmul_q_rows_avx2(a, j0, j1);
 }
 
 }  // namespace llm::cpu::detail

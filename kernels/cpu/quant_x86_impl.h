@@ -403,26 +403,35 @@ void rows_impl(const QMatmulArgs &a, int64_t j0, int64_t j1) {
   }
 }
 
-template <class F, class Z>
-void pick_group(const QMatmulArgs &a, int64_t j0, int64_t j1) {
+// Group sizes of 32, 64 and 128 (every group size the converter offers)
+// have their own scale layouts; kAllLayouts adds the layouts of group
+// sizes that are multiples of 256 and of any other multiple of 32. Returns
+// false, having done nothing, for a layout not compiled in.
+template <class F, class Z, bool kAllLayouts>
+bool pick_group(const QMatmulArgs &a, int64_t j0, int64_t j1) {
   const int64_t blocks_per_group = a.group / kActBlock;
-  if (blocks_per_group == 1) return rows_impl<F, GroupPow2<1>, Z>(a, j0, j1);
-  if (blocks_per_group == 2) return rows_impl<F, GroupPow2<2>, Z>(a, j0, j1);
-  if (blocks_per_group == 4) return rows_impl<F, GroupPow2<4>, Z>(a, j0, j1);
-  if (blocks_per_group % kOctet == 0) return rows_impl<F, GroupWide, Z>(a, j0, j1);
-  rows_impl<F, GroupAny, Z>(a, j0, j1);
+  if (blocks_per_group == 1) return rows_impl<F, GroupPow2<1>, Z>(a, j0, j1), true;
+  if (blocks_per_group == 2) return rows_impl<F, GroupPow2<2>, Z>(a, j0, j1), true;
+  if (blocks_per_group == 4) return rows_impl<F, GroupPow2<4>, Z>(a, j0, j1), true;
+  if constexpr (kAllLayouts) {
+    if (blocks_per_group % kOctet == 0) return rows_impl<F, GroupWide, Z>(a, j0, j1), true;
+    return rows_impl<F, GroupAny, Z>(a, j0, j1), true;
+  }
+  return false;
 }
 
-
 // matmul_q body for the format policies I8F / I4F (one per instruction set).
-template <class I8F, class I4F>
-void rows_dispatch(const QMatmulArgs &a, int64_t j0, int64_t j1) {
+// With kAllLayouts false, returns false for the group sizes it leaves out
+// (the AVX-512 files hand those to the AVX2 body: each instantiated layout
+// costs about 80 KB of code, and those sizes are rare).
+template <class I8F, class I4F, bool kAllLayouts = true>
+bool rows_dispatch(const QMatmulArgs &a, int64_t j0, int64_t j1) {
   if (a.dtype == DType::I8) {
-    if (a.zeros) return pick_group<I8F, ZeroGroup<true>>(a, j0, j1);
-    return pick_group<I8F, ZeroNone>(a, j0, j1);
+    if (a.zeros) return pick_group<I8F, ZeroGroup<true>, kAllLayouts>(a, j0, j1);
+    return pick_group<I8F, ZeroNone, kAllLayouts>(a, j0, j1);
   }
-  if (a.zeros) return pick_group<I4F, ZeroGroup<false>>(a, j0, j1);
-  pick_group<I4F, ZeroEight>(a, j0, j1);
+  if (a.zeros) return pick_group<I4F, ZeroGroup<false>, kAllLayouts>(a, j0, j1);
+  return pick_group<I4F, ZeroEight, kAllLayouts>(a, j0, j1);
 }
 
 }  // namespace
