@@ -19,8 +19,9 @@
 #    core without the dot-product extension: detection (getauxval
 #    HWCAP_ASIMDDP) must fall back to plain neon, which is then tested.
 #  * the aarch64 libllm.so must export only llm_* symbols.
-# Not run: model tests (forward passes of the converted reference
-# checkpoints) - too slow under emulation for the CI budget. flatc, the only
+# Not run by default: the model tests (forward passes of the converted
+# reference checkpoints; LLM_AARCH64_MODEL_TESTS=1, below) - several minutes
+# under emulation, beyond the CI budget. flatc, the only
 # build-time generator, runs on the host. Timings under qemu say nothing
 # about speed on ARM hardware.
 #
@@ -28,6 +29,7 @@
 #   LLM_QEMU_CPU        CPU model of the main run (default: max)
 #   LLM_AARCH64_FILTER  gtest filter of the main run
 #                       (default: -JinjaRobustness.*:JinjaLimits.*; '*' runs all)
+#   LLM_AARCH64_MODEL_TESTS=1   also run the model tests (LLM_AARCH64_MODEL_FILTER)
 #
 # Installs what it needs (idempotent; root or sudo): the cross compiler,
 # qemu-user, and the arm64 multiarch -dev packages of the dependencies.
@@ -97,4 +99,22 @@ done
 unset LLM_TEST_EXPECT_BEST
 echo "== qemu-aarch64 -cpu cortex-a53 (no dot product): ISA selection and quantized kernels"
 LLM_TEST_EXPECT_BEST=neon run cortex-a53 --gtest_filter='Isa.*:MatmulQ.PanelsTailsAndOddGroups:MatmulQ.ExtremeValues:QuantizeActs.*'
+
+# Optional (LLM_AARCH64_MODEL_TESTS=1): the model tests too - forward passes
+# of the reference checkpoints of ../shared on the NEON kernels against the
+# Hugging Face outputs. The checkpoints are converted by the host's
+# llm-convert (LLM_HOST_BUILD, default build; built there if missing).
+if [ "${LLM_AARCH64_MODEL_TESTS:-0}" = 1 ]; then
+  host=${LLM_HOST_BUILD:-build}
+  if [ ! -x "$host/llm-convert" ]; then
+    cmake -S . -B "$host" -DCMAKE_BUILD_TYPE=Release >/dev/null
+    cmake --build "$host" -j "$jobs" --target llm-convert
+  fi
+  cmake --build "$build" -j "$jobs" --target llm_model_tests
+  cmake -DCONVERT="$host/llm-convert" -DSHARED="$(cd .. && pwd)/shared" -DWORK="$build/tests/work" \
+    -P tests/convert_models.cmake
+  echo "== qemu-aarch64 -cpu $cpu: model tests"
+  "$qemu" -cpu "$cpu" "$build/tests/llm_model_tests" --gtest_brief=1 \
+    --gtest_filter="${LLM_AARCH64_MODEL_FILTER:-*}"
+fi
 echo "test_aarch64: all passed"
