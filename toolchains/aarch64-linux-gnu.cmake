@@ -5,16 +5,17 @@
 #   dpkg --add-architecture arm64 && apt-get update
 #   apt-get install libflatbuffers-dev:arm64 libxxhash-dev:arm64 libpcre2-dev:arm64 \
 #                   libutf8proc-dev:arm64 libgtest-dev:arm64 nlohmann-json3-dev
-#   cmake -S . -B build-aarch64 -DCMAKE_TOOLCHAIN_FILE=toolchains/aarch64-linux-gnu.cmake \
-#         -DLLM_FLATC=/usr/bin/flatc -DLLM_MIMALLOC=OFF
+#   apt-get install flatbuffers-compiler qemu-user     # flatc for the host; qemu to run tests
+#   cmake -S . -B build-aarch64 -DCMAKE_TOOLCHAIN_FILE=toolchains/aarch64-linux-gnu.cmake -DLLM_MIMALLOC=OFF
 #
 # The arm64 libraries of the multiarch packages are found in
 # /usr/lib/aarch64-linux-gnu (the default search path of this compiler);
 # their headers are the same as the host's, in /usr/include. flatc, the only
-# build-time generator, runs on the build machine: pass LLM_FLATC (the host
-# flatbuffers-compiler package) since the arm64 package's flatc cannot run
-# here. scripts/test_aarch64.sh does all of this and runs the tests under
-# qemu-aarch64.
+# build-time generator, runs on the build machine: CMakeLists.txt finds the
+# host's (flatbuffers-compiler) on PATH when cross-compiling, or takes
+# -DLLM_FLATC=/path/to/flatc. mimalloc (LLM_MIMALLOC, for the tools only) has
+# no arm64 package installed here, hence OFF. scripts/test_aarch64.sh does
+# all of this and runs the tests under qemu-aarch64.
 #
 # The library is built for the ARMv8.0 baseline with NEON; the dot-product
 # kernels (ARMv8.2 sdot) are compiled separately and chosen at run time, so
