@@ -14,7 +14,8 @@
 //           the ceiling the decode numbers should be compared with.
 //
 // Threads: LLM_BENCH_THREADS (default: all online cores). ISA: LLM_BENCH_ISA
-// = scalar | avx2 (default: best available).
+// = scalar | avx2 | avx512 | avx512vnni | neon | neon-dotprod (default: best
+// available).
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -89,11 +90,15 @@ void fill_floats(void *dst, DType type, size_t n) {
   }
 }
 
+// LLM_BENCH_ISA=scalar|avx2|avx512|avx512vnni|neon|neon-dotprod (default:
+// the best path); an unsupported name falls back to the best path.
 void select_isa() {
   const char *s = std::getenv("LLM_BENCH_ISA");
-  if (s && std::string(s) == "scalar") cpu::set_isa(cpu::Isa::Scalar);
-  else if (s && std::string(s) == "avx2") cpu::set_isa(cpu::Isa::Avx2);
-  else cpu::set_isa(cpu::Isa::Auto);
+  cpu::Isa want = cpu::Isa::Auto;
+  for (cpu::Isa isa : {cpu::Isa::Scalar, cpu::Isa::Avx2, cpu::Isa::Avx512, cpu::Isa::Avx512Vnni, cpu::Isa::Neon,
+                       cpu::Isa::NeonDot})
+    if (s && std::string(s) == cpu::isa_name(isa)) want = isa;
+  cpu::set_isa(want);
 }
 
 size_t copies_for(size_t bytes, bool cold) { return cold ? std::max<size_t>(1, (kColdBytes + bytes - 1) / bytes) : 1; }

@@ -86,6 +86,9 @@ void convert_row_to_f32(const void *src, DType dtype, int64_t n, float *dst) {
 #if defined(LLM_HAVE_X86)
   if (detail::use_avx2()) return detail::convert_row_avx2(src, dtype, n, dst);
 #endif
+#if defined(LLM_HAVE_NEON)
+  if (detail::use_neon()) return detail::convert_row_neon(src, dtype, n, dst);
+#endif
   detail::convert_row_scalar(src, dtype, n, dst);
 }
 

@@ -4,6 +4,12 @@
 #if defined(LLM_HAVE_X86) && (defined(__GNUC__) || defined(__clang__))
 #include <cpuid.h>
 #endif
+#if defined(LLM_HAVE_NEON) && defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)  // linux/arch/arm64/include/uapi/asm/hwcap.h
+#endif
+#endif
 
 #include "kernels/cpu/kernels_impl.h"
 
@@ -24,8 +30,57 @@ bool cpu_has_avx2() {
 #endif
 }
 
+// AVX-512 F + BW + VL (the quantized kernels use 512-bit byte operations and
+// a few 256-bit EVEX forms). The compiler runtime also checks that the OS
+// saves the ZMM and mask state (XCR0).
+bool cpu_has_avx512bw() {
+#if defined(LLM_HAVE_X86) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl");
+#else
+  return false;
+#endif
+}
+
+bool cpu_has_avx512vnni() {
+#if defined(LLM_HAVE_X86) && (defined(__GNUC__) || defined(__clang__))
+  return cpu_has_avx512bw() && __builtin_cpu_supports("avx512vnni");
+#else
+  return false;
+#endif
+}
+
+// Advanced SIMD is part of every aarch64 Linux system; the dot-product
+// instructions (sdot/udot) are optional before ARMv8.4 and reported by the
+// kernel in AT_HWCAP.
+bool cpu_has_neon() {
+#if defined(LLM_HAVE_NEON)
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool cpu_has_neon_dotprod() {
+#if defined(LLM_HAVE_NEON) && defined(__linux__)
+  return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#else
+  return false;
+#endif
+}
+
+Isa detect_best() {
+  if (cpu_has_avx512vnni()) return Isa::Avx512Vnni;
+  if (cpu_has_avx512bw()) return Isa::Avx512;
+  if (cpu_has_avx2()) return Isa::Avx2;
+  if (cpu_has_neon_dotprod()) return Isa::NeonDot;
+  if (cpu_has_neon()) return Isa::Neon;
+  return Isa::Scalar;
+}
+
 Isa best_isa() {
-  static const Isa best = cpu_has_avx2() ? Isa::Avx2 : Isa::Scalar;
+  static const Isa best = detect_best();
   return best;
 }
 
@@ -52,9 +107,24 @@ bool isa_supported(Isa isa) {
     case Isa::Scalar:
       return true;
     case Isa::Avx2:
-      return best_isa() == Isa::Avx2;
+      return cpu_has_avx2();
+    case Isa::Avx512:
+      return cpu_has_avx512bw();
+    case Isa::Avx512Vnni:
+      return cpu_has_avx512vnni();
+    case Isa::Neon:
+      return cpu_has_neon();
+    case Isa::NeonDot:
+      return cpu_has_neon_dotprod();
   }
   return false;
+}
+
+std::vector<Isa> available_isas() {
+  std::vector<Isa> out;
+  for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni, Isa::Neon, Isa::NeonDot})
+    if (isa_supported(isa)) out.push_back(isa);
+  return out;
 }
 
 const char *isa_name(Isa isa) {
@@ -65,6 +135,14 @@ const char *isa_name(Isa isa) {
       return "scalar";
     case Isa::Avx2:
       return "avx2";
+    case Isa::Avx512:
+      return "avx512";
+    case Isa::Avx512Vnni:
+      return "avx512vnni";
+    case Isa::Neon:
+      return "neon";
+    case Isa::NeonDot:
+      return "neon-dotprod";
   }
   return "unknown";
 }

@@ -1,10 +1,11 @@
-// CPU compute kernels. Portable scalar code plus AVX2/FMA paths chosen at run
-// time (see dispatch in kernels/cpu/cpu_features.cpp). All functions use fp32
+// CPU compute kernels. Portable scalar code plus SIMD paths chosen at run
+// time (x86-64: AVX2/FMA, AVX-512; aarch64: NEON; see cpu_features.cpp). All functions use fp32
 // arithmetic, never allocate, and take their parallelism from the ThreadPool.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "format/model_meta.h"  // DType
 
@@ -14,13 +15,23 @@ class ThreadPool;
 
 namespace llm::cpu {
 
-// Which SIMD path the kernels use. `force` (for tests and benchmarks) selects
+// Which SIMD path the kernels use. set_isa (for tests and benchmarks) selects
 // a path explicitly; Auto picks the best the CPU supports.
-enum class Isa { Auto, Scalar, Avx2 };
+//  Avx2       AVX2 + FMA + F16C for every kernel.
+//  Avx512     Avx2, plus the quantized matmul in AVX-512BW (512-bit maddubs).
+//  Avx512Vnni Avx512 with the quantized matmul on VNNI (vpdpbusd).
+//  Neon       aarch64 Advanced SIMD for every kernel (int8 products by
+//             widening multiplies).
+//  NeonDot    Neon with the quantized matmul on the dot-product extension
+//             (sdot, ARMv8.2 FEAT_DotProd).
+// Values are appended, never renumbered.
+enum class Isa { Auto, Scalar, Avx2, Avx512, Avx512Vnni, Neon, NeonDot };
 void set_isa(Isa isa);   // not thread-safe; call before running kernels
 Isa active_isa();
 bool isa_supported(Isa isa);
 const char *isa_name(Isa isa);
+// Every path this CPU can run (never Auto), Scalar first, best last.
+std::vector<Isa> available_isas();
 
 // fp16 / bf16 <-> fp32 conversions (round-to-nearest-even on the way down).
 float f16_to_f32(uint16_t h);

@@ -104,6 +104,9 @@ void matmul(ThreadPool &pool, const float *x, int64_t n, int64_t k, int64_t ldx,
 #if defined(LLM_HAVE_X86)
   if (detail::use_avx2()) fn = detail::matmul_rows_avx2;
 #endif
+#if defined(LLM_HAVE_NEON)
+  if (detail::use_neon()) fn = detail::matmul_rows_neon;
+#endif
   const MatmulJob job{&args, fn, rows_per_task(m, pool.size())};
   const int64_t n_tasks = (m + job.rows_per_task - 1) / job.rows_per_task;
   pool.run(n_tasks, [](void *ctx, int64_t task, int) {

@@ -27,9 +27,22 @@ void softmax_scalar(float *x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
+VectorOps vector_ops() {
+#if defined(LLM_HAVE_X86)
+  if (use_avx2()) return {dot_avx2, axpy_avx2, softmax_avx2};
+#endif
+#if defined(LLM_HAVE_NEON)
+  if (use_neon()) return {dot_neon, axpy_neon, softmax_neon};
+#endif
+  return {dot_scalar, axpy_scalar, softmax_scalar};
+}
+
 }  // namespace detail
 
 void rmsnorm(const float *x, const float *w, int64_t n, int64_t dim, float eps, float *out) {
+#if defined(LLM_HAVE_NEON)
+  if (detail::use_neon()) return detail::rmsnorm_neon(x, w, n, dim, eps, out);
+#endif
   // The mean of squares is accumulated in double (four partial sums, to
   // shorten the dependency chain): it costs nothing next to the matmuls and
   // removes any concern about rounding for large dim. `out` may alias `x`
@@ -52,6 +65,9 @@ void silu_mul(float *gate, const float *up, int64_t n) {
 #if defined(LLM_HAVE_X86)
   if (detail::use_avx2()) return detail::silu_mul_avx2(gate, up, n);
 #endif
+#if defined(LLM_HAVE_NEON)
+  if (detail::use_neon()) return detail::silu_mul_neon(gate, up, n);
+#endif
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
     gate[i] = g / (1.0f + std::exp(-g)) * up[i];
@@ -59,6 +75,9 @@ void silu_mul(float *gate, const float *up, int64_t n) {
 }
 
 void add(float *x, const float *y, int64_t n) {
+#if defined(LLM_HAVE_NEON)
+  if (detail::use_neon()) return detail::add_neon(x, y, n);
+#endif
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
 
@@ -66,10 +85,16 @@ void softmax(float *x, int64_t n) {
 #if defined(LLM_HAVE_X86)
   if (detail::use_avx2()) return detail::softmax_avx2(x, n);
 #endif
+#if defined(LLM_HAVE_NEON)
+  if (detail::use_neon()) return detail::softmax_neon(x, n);
+#endif
   detail::softmax_scalar(x, n);
 }
 
 void rope(float *x, int64_t n_heads, int64_t head_dim, const float *cos, const float *sin) {
+#if defined(LLM_HAVE_NEON)
+  if (detail::use_neon()) return detail::rope_neon(x, n_heads, head_dim, cos, sin);
+#endif
   const int64_t half = head_dim / 2;
   for (int64_t h = 0; h < n_heads; ++h) {
     float *xh = x + h * head_dim;

@@ -1,6 +1,7 @@
 // Quantized kernels: argument checks, the split into tasks for the thread
 // pool, and the portable scalar bodies (also the reference the SIMD paths are
-// tested against). The AVX2 bodies are in quant_avx2.cpp.
+// tested against). The SIMD bodies are in quant_avx2.cpp, quant_avx512*.cpp
+// and quant_neon*.cpp.
 #include "kernels/cpu/quant.h"
 
 #include <algorithm>
@@ -117,16 +118,27 @@ void check_weight(const char *fn, const QuantWeight &W) {
 
 QuantizeFn pick_quantize() {
 #if defined(LLM_HAVE_X86)
-  if (detail::use_avx2()) return detail::quantize_row_avx2;
+  if (detail::use_avx2()) return detail::quantize_row_avx2;  // also on the AVX-512 paths
+#endif
+#if defined(LLM_HAVE_NEON)
+  if (detail::use_neon()) return detail::quantize_row_neon;
 #endif
   return detail::quantize_row_scalar;
 }
 
 RowsFn pick_rows() {
+  switch (active_isa()) {
 #if defined(LLM_HAVE_X86)
-  if (detail::use_avx2()) return detail::matmul_q_rows_avx2;
+    case Isa::Avx2: return detail::matmul_q_rows_avx2;
+    case Isa::Avx512: return detail::matmul_q_rows_avx512;
+    case Isa::Avx512Vnni: return detail::matmul_q_rows_avx512vnni;
 #endif
-  return detail::matmul_q_rows_scalar;
+#if defined(LLM_HAVE_NEON)
+    case Isa::Neon: return detail::matmul_q_rows_neon;
+    case Isa::NeonDot: return detail::matmul_q_rows_neon_dot;
+#endif
+    default: return detail::matmul_q_rows_scalar;
+  }
 }
 
 struct QuantizeJob {

@@ -1,5 +1,5 @@
 // Internal declarations shared by the quantized-kernel translation units
-// (quant.cpp, quant_avx2.cpp): the scratch layout of quantized activations,
+// (quant.cpp, quant_avx2.cpp, quant_avx512*.cpp, quant_neon*.cpp): the scratch layout of quantized activations,
 // the arguments of a matmul_q task, and the per-ISA bodies.
 #pragma once
 
@@ -129,6 +129,14 @@ int32_t block_dot_scalar(const QMatmulArgs &a, int64_t row, int64_t t, int64_t b
 #if defined(LLM_HAVE_X86)
 void quantize_row_avx2(const float *x, int64_t nb, int64_t nb8, const ActRow &row);
 void matmul_q_rows_avx2(const QMatmulArgs &a, int64_t j0, int64_t j1);
+void matmul_q_rows_avx512(const QMatmulArgs &a, int64_t j0, int64_t j1);       // AVX-512BW
+void matmul_q_rows_avx512vnni(const QMatmulArgs &a, int64_t j0, int64_t j1);   // + VNNI
+#endif
+
+#if defined(LLM_HAVE_NEON)
+void quantize_row_neon(const float *x, int64_t nb, int64_t nb8, const ActRow &row);
+void matmul_q_rows_neon(const QMatmulArgs &a, int64_t j0, int64_t j1);
+void matmul_q_rows_neon_dot(const QMatmulArgs &a, int64_t j0, int64_t j1);  // sdot
 #endif
 
 }  // namespace llm::cpu::detail

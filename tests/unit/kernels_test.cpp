@@ -2,8 +2,10 @@
 // supports (forced with set_isa), plus agreement between the paths.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -18,9 +20,18 @@ namespace {
 
 // ---- helpers -----------------------------------------------------------------
 
+// Every path this CPU runs (Scalar first); LLM_TEST_ISA=name limits the
+// list to Scalar and that path, and fails if the CPU cannot run it.
 std::vector<Isa> supported_isas() {
+  const char *only = std::getenv("LLM_TEST_ISA");
+  if (only == nullptr || *only == '\0') return available_isas();
   std::vector<Isa> out{Isa::Scalar};
-  if (isa_supported(Isa::Avx2)) out.push_back(Isa::Avx2);
+  for (Isa isa : {Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni, Isa::Neon, Isa::NeonDot})
+    if (std::strcmp(isa_name(isa), only) == 0) {
+      EXPECT_TRUE(isa_supported(isa)) << "LLM_TEST_ISA=" << only << ": this CPU cannot run it";
+      out.push_back(isa);
+    }
+  EXPECT_EQ(out.size(), 2u) << "LLM_TEST_ISA=" << only << ": unknown path";
   return out;
 }
 
@@ -61,14 +72,38 @@ TEST(Isa, SelectionAndNames) {
   set_isa(Isa::Auto);
   EXPECT_NE(active_isa(), Isa::Auto);
   EXPECT_TRUE(isa_supported(active_isa()));
-  if (isa_supported(Isa::Avx2)) {
-    EXPECT_EQ(active_isa(), Isa::Avx2);  // best path by default
+  const std::vector<Isa> all = available_isas();
+  ASSERT_FALSE(all.empty());
+  EXPECT_EQ(all.front(), Isa::Scalar);
+  EXPECT_EQ(active_isa(), all.back());  // best path by default
+  // Emulated CPUs check the detection: LLM_TEST_EXPECT_BEST=neon under
+  // qemu -cpu cortex-a53 (scripts/test_aarch64.sh).
+  if (const char *want = std::getenv("LLM_TEST_EXPECT_BEST")) EXPECT_STREQ(isa_name(all.back()), want);
+  for (Isa isa : all) {
+    set_isa(isa);
+    EXPECT_EQ(active_isa(), isa) << isa_name(isa);
   }
+  // The extensions imply their base path; paths of the other architecture
+  // are never available.
+  if (isa_supported(Isa::Avx512Vnni)) EXPECT_TRUE(isa_supported(Isa::Avx512));
+  if (isa_supported(Isa::Avx512)) EXPECT_TRUE(isa_supported(Isa::Avx2));
+  if (isa_supported(Isa::NeonDot)) EXPECT_TRUE(isa_supported(Isa::Neon));
+  EXPECT_FALSE(isa_supported(Isa::Avx2) && isa_supported(Isa::Neon));
+#if defined(__aarch64__)
+  EXPECT_TRUE(isa_supported(Isa::Neon));  // Advanced SIMD is part of every aarch64 Linux system
+#endif
+  // An unsupported request falls back to the best path.
+  set_isa(isa_supported(Isa::Neon) ? Isa::Avx2 : Isa::Neon);
+  EXPECT_EQ(active_isa(), all.back());
   set_isa(Isa::Scalar);
   EXPECT_EQ(active_isa(), Isa::Scalar);
   set_isa(Isa::Auto);
   EXPECT_STREQ(isa_name(Isa::Scalar), "scalar");
   EXPECT_STREQ(isa_name(Isa::Avx2), "avx2");
+  EXPECT_STREQ(isa_name(Isa::Avx512), "avx512");
+  EXPECT_STREQ(isa_name(Isa::Avx512Vnni), "avx512vnni");
+  EXPECT_STREQ(isa_name(Isa::Neon), "neon");
+  EXPECT_STREQ(isa_name(Isa::NeonDot), "neon-dotprod");
   EXPECT_STREQ(isa_name(Isa::Auto), "auto");
 }
 
@@ -453,7 +488,9 @@ TEST(Ops, SoftmaxStable) {
       auto y = x;
       softmax(y.data(), n);
       double mx = -INFINITY, sum = 0;
-      for (float v : x) mx = std::fmax(mx, v);
+      // (std::max, not std::fmax: GCC 12's aarch64 vectorizer crashes on
+      // this fmax reduction from float to double; the values are finite.)
+      for (float v : x) mx = std::max(mx, static_cast<double>(v));
       for (float v : x) sum += std::exp(static_cast<double>(v) - mx);
       double total = 0;
       for (int64_t i = 0; i < n; ++i) {

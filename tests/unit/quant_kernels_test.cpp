@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <iterator>
 #include <random>
@@ -38,9 +39,18 @@ namespace {
 
 // ---- helpers -----------------------------------------------------------------------
 
+// Every path this CPU runs (Scalar first); LLM_TEST_ISA=name limits the
+// list to Scalar and that path, and fails if the CPU cannot run it.
 std::vector<Isa> supported_isas() {
+  const char *only = std::getenv("LLM_TEST_ISA");
+  if (only == nullptr || *only == '\0') return available_isas();
   std::vector<Isa> out{Isa::Scalar};
-  if (isa_supported(Isa::Avx2)) out.push_back(Isa::Avx2);
+  for (Isa isa : {Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni, Isa::Neon, Isa::NeonDot})
+    if (std::strcmp(isa_name(isa), only) == 0) {
+      EXPECT_TRUE(isa_supported(isa)) << "LLM_TEST_ISA=" << only << ": this CPU cannot run it";
+      out.push_back(isa);
+    }
+  EXPECT_EQ(out.size(), 2u) << "LLM_TEST_ISA=" << only << ": unknown path";
   return out;
 }
 

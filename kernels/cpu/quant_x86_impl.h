@@ -1,0 +1,439 @@
+// The x86 matmul_q machinery shared by quant_avx2.cpp and quant_avx512*.cpp:
+// octet transposes, scale / zero-point layouts and the register tiles,
+// templated on a weight-format policy F that each instruction set supplies
+// (decode an octet of a row into F::kSteps vectors, accumulate one vector
+// against a token, finish to 8 int32 block lanes). See quant.cpp for the task
+// split and the scalar reference, quant_impl.h for the activation layout.
+//
+// Everything here is in an anonymous namespace: each including file gets
+// its own copy compiled with its own -m flags, so an AVX-512 instantiation
+// can never be picked by the linker for the AVX2 path. For the same reason
+// this header includes no other header with external-linkage inline SIMD
+// code (avx2_util.h).
+//
+// What follows describes the AVX2 policies (quant_avx2.cpp); the AVX-512
+// ones (quant_avx512_impl.h) do the same on 512-bit vectors holding two units.
+//
+// Integer dot products. _mm256_maddubs_epi16 multiplies unsigned by signed
+// bytes and adds adjacent pairs into int16; _mm256_madd_epi16 with ones
+// widens pairs of those into int32. Activations are int8 in [-127, 127].
+//  I4: the weight nibbles (0..15) are the unsigned operand as they are; the
+//      zero point (8, or the stored one) is applied afterwards, see below.
+//  I8: the sign trick: |w| is unsigned and sign(x, w) (x negated where w < 0)
+//      signed, so |w| * sign(x, w) = w * x, and pairs <= 2 * 128 * 127 do not
+//      saturate int16.
+//
+// Octets. Activations are stored octet-interleaved: each 32-byte vector
+// holds 4 consecutive elements of each of 8 blocks, one block per 32-bit
+// lane (quant_impl.h). The weights of an octet are brought into the same
+// arrangement by a 4-byte-unit transpose made of in-lane unpacks, once per
+// weight row and octet and reused for every token of a tile. Then every
+// product of a block lands in that block's lane: the 8 vectors of an octet
+// are summed with plain adds (I4 in int16: 8 * 2 * 15 * 127 = 30480 fits),
+// one madd widens to int32, and one convert + one FMA with the lane-ordered
+// scales (activation dp times weight scales) finish 8 blocks. No horizontal
+// adds, no per-block float work; the multiply pipes only see maddubs, one
+// madd and a few float ops per octet.
+//
+// Zero points. sum_e (q - z) x_e * d * s = q.x * d * s - z * s * (d * sum x):
+// the inner loops use the raw q.x; the correction z * s times the stored
+// d * sum (dsum, lane-ordered) is one FMA per octet.
+//
+// Tiling. A task owns a range of weight rows. The k dimension is cut into
+// panels small enough that a token tile's activations stay in L1; for each
+// panel, tokens go in register tiles of T tokens x R rows: each decoded
+// weight octet is reused for the T tokens, and the task's weight rows (at
+// most 64 x panel bytes) stay in L2 across token tiles, so weights come from
+// memory once per call. Decode (n = 1) uses 4-row tiles: four weight
+// streams in flight over whole rows, plus software prefetch of the rows two
+// tiles ahead (rows are too short for the hardware prefetchers alone).
+// The last, partial octet of a row (k not a multiple of 256) is copied into
+// a zero-padded buffer first, so no read goes past a row. The float
+// accumulators hold 8 lanes per (row, token) and are reduced at the end of
+// each panel onto out (bias first) in a fixed order: results depend on the
+// shapes only, never on the thread count.
+#pragma once
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/cpu/quant_impl.h"
+
+namespace llm::cpu::detail {
+
+namespace {
+
+constexpr int64_t kPanelBytes = 16384;  // activation bytes of a token tile per k-panel
+
+// The inner loops rely on everything below being inlined into the tile
+// (decoded octets live in registers); GCC's size heuristics give up on
+// that for the larger tiles unless told.
+#define LLM_ALWAYS_INLINE inline __attribute__((always_inline))
+
+// An empty asm that claims to modify v: stops the compiler from
+// reassociating a chain of integer adds into a tree, which would keep every
+// product of an octet alive at once and spill them (integer adds are
+// associative, so it otherwise feels free to).
+LLM_ALWAYS_INLINE void keep_chain(__m256i &v) { __asm__("" : "+x"(v)); }
+#if defined(__AVX512F__)
+LLM_ALWAYS_INLINE void keep_chain(__m512i &v) { __asm__("" : "+v"(v)); }
+#endif
+
+inline __m256i load256(const void *p) { return _mm256_loadu_si256(static_cast<const __m256i *>(p)); }
+inline __m128i load128(const void *p) { return _mm_loadu_si128(static_cast<const __m128i *>(p)); }
+inline void store256(void *p, __m256i v) { _mm256_storeu_si256(static_cast<__m256i *>(p), v); }
+
+// ---- the octet transpose ---------------------------------------------------------
+//
+// In: r_k = [units 0..3 of block 2k | units 0..3 of block 2k + 1] (k < 4; a
+// unit is 4 bytes). Out: u_j = unit j of every block, lane s holding block
+// kOctetBlock[s] = 0 2 4 6 | 1 3 5 7. Two rounds of in-lane unpacks. (Values
+// in and out, not arrays: arrays tempt the compiler into stack copies.)
+struct Quad {
+  __m256i v0, v1, v2, v3;
+};
+
+LLM_ALWAYS_INLINE Quad transpose_units(__m256i r0, __m256i r1, __m256i r2, __m256i r3) {
+  const __m256i t0 = _mm256_unpacklo_epi32(r0, r1);  // b0.0 b2.0 b0.1 b2.1 | b1.0 b3.0 b1.1 b3.1
+  const __m256i t1 = _mm256_unpackhi_epi32(r0, r1);  // units 2, 3
+  const __m256i t2 = _mm256_unpacklo_epi32(r2, r3);  // b4.0 b6.0 b4.1 b6.1 | ...
+  const __m256i t3 = _mm256_unpackhi_epi32(r2, r3);
+  return {_mm256_unpacklo_epi64(t0, t2),  // b0.0 b2.0 b4.0 b6.0 | b1.0 b3.0 b5.0 b7.0
+          _mm256_unpackhi_epi64(t0, t2), _mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3)};
+}
+
+// Halves h (0: bytes 0..15, 1: bytes 16..31) of blocks 2k and 2k + 1 of 8
+// blocks of 32 bytes at p, as one vector.
+LLM_ALWAYS_INLINE __m256i block_halves(const int8_t *p, int k, int h) {
+  return _mm256_set_m128i(load128(p + 64 * k + 32 + 16 * h), load128(p + 64 * k + 16 * h));
+}
+
+// 8 blocks of 32 bytes in element order (block j at p + 32 j) to the
+// octet-interleaved form: out[v] = elements 4v..4v+3 of every block.
+LLM_ALWAYS_INLINE void interleave_octet(const int8_t *p, __m256i out[8]) {
+  const Quad lo = transpose_units(block_halves(p, 0, 0), block_halves(p, 1, 0), block_halves(p, 2, 0),
+                                  block_halves(p, 3, 0));
+  const Quad hi = transpose_units(block_halves(p, 0, 1), block_halves(p, 1, 1), block_halves(p, 2, 1),
+                                  block_halves(p, 3, 1));
+  out[0] = lo.v0, out[1] = lo.v1, out[2] = lo.v2, out[3] = lo.v3;
+  out[4] = hi.v0, out[5] = hi.v1, out[6] = hi.v2, out[7] = hi.v3;
+}
+
+
+inline float hsum_ps(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+
+// ---- group layouts: weight scales / zero points of an octet, in lane order ---------
+//
+// scales(): lane s = scale of block 8o + kOctetBlock[s], as float; zeros():
+// the same for zero points. `s` / `z` point at the row's first scale / zero.
+
+LLM_ALWAYS_INLINE uint64_t load_bytes(const void *p, size_t n) {
+  uint64_t v = 0;
+  std::memcpy(&v, p, n);
+  return v;
+}
+
+template <bool Signed>
+LLM_ALWAYS_INLINE __m256 bytes_to_ps(uint64_t eight) {
+  const __m128i v = _mm_cvtsi64_si128(static_cast<long long>(eight));
+  return _mm256_cvtepi32_ps(Signed ? _mm256_cvtepi8_epi32(v) : _mm256_cvtepu8_epi32(v));
+}
+
+// B = 1, 2 or 4 blocks per group: 8 / B consecutive groups per octet; one
+// permute puts group kOctetBlock[s] / B into lane s.
+template <int B>
+struct GroupPow2 {
+  static constexpr int kGroups = kOctet / B;
+  LLM_ALWAYS_INLINE static __m256 to_lanes(__m256 v) {
+    constexpr int b0 = 0 / B, b1 = 2 / B, b2 = 4 / B, b3 = 6 / B, b4 = 1 / B, b5 = 3 / B, b6 = 5 / B, b7 = 7 / B;
+    return _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(b0, b1, b2, b3, b4, b5, b6, b7));
+  }
+  LLM_ALWAYS_INLINE static __m256 scales(const uint16_t *s, int64_t o, int64_t) {
+    const uint16_t *p = s + o * kGroups;
+    if constexpr (kGroups == 8) return to_lanes(_mm256_cvtph_ps(load128(p)));
+    return to_lanes(_mm256_cvtph_ps(_mm_cvtsi64_si128(static_cast<long long>(load_bytes(p, 2 * kGroups)))));
+  }
+  template <bool Signed>
+  LLM_ALWAYS_INLINE static __m256 zeros(const uint8_t *z, int64_t o, int64_t) {
+    return to_lanes(bytes_to_ps<Signed>(load_bytes(z + o * kGroups, kGroups)));
+  }
+};
+
+struct GroupWide {  // the group size is a multiple of 256: one group per octet
+  LLM_ALWAYS_INLINE static __m256 scales(const uint16_t *s, int64_t o, int64_t group) {
+    return _mm256_set1_ps(_cvtsh_ss(s[o * kOctetBytes / group]));
+  }
+  template <bool Signed>
+  LLM_ALWAYS_INLINE static __m256 zeros(const uint8_t *z, int64_t o, int64_t group) {
+    const uint8_t v = z[o * kOctetBytes / group];
+    return _mm256_set1_ps(Signed ? static_cast<float>(static_cast<int8_t>(v)) : static_cast<float>(v));
+  }
+};
+
+// Scales / zero points lane by lane: groups of other sizes (96, 160, ...)
+// and the last, partial octet of a row (lanes of blocks >= nb are 0).
+struct GroupAny {
+  static int64_t block(int64_t o, int s) { return o * kOctet + kOctetBlock[s]; }
+  static __m256 scales(const uint16_t *s, int64_t o, int64_t group, int64_t nb) {
+    alignas(32) float v[kOctet];
+    for (int l = 0; l < kOctet; ++l) {
+      const int64_t b = block(o, l);
+      v[l] = b < nb ? _cvtsh_ss(s[b * kActBlock / group]) : 0.0f;
+    }
+    return _mm256_load_ps(v);
+  }
+  template <bool Signed>
+  static __m256 zeros(const uint8_t *z, int64_t o, int64_t group, int64_t nb) {
+    alignas(32) float v[kOctet];
+    for (int l = 0; l < kOctet; ++l) {
+      const int64_t b = block(o, l);
+      const uint8_t q = b < nb ? z[b * kActBlock / group] : 0;
+      v[l] = Signed ? static_cast<float>(static_cast<int8_t>(q)) : static_cast<float>(q);
+    }
+    return _mm256_load_ps(v);
+  }
+  static __m256 scales(const uint16_t *s, int64_t o, int64_t group) { return scales(s, o, group, (o + 1) * kOctet); }
+  template <bool Signed>
+  static __m256 zeros(const uint8_t *z, int64_t o, int64_t group) {
+    return zeros<Signed>(z, o, group, (o + 1) * kOctet);
+  }
+};
+
+// ---- zero points: z * s per lane (applied as acc -= z * s * dsum) -------------------
+
+struct ZeroNone {  // I8 symmetric
+  static constexpr bool kApplies = false;
+  template <class G, class... Extra>
+  LLM_ALWAYS_INLINE static __m256 zsw(__m256, const uint8_t *, int64_t, int64_t, int64_t, Extra...) {
+    return _mm256_setzero_ps();
+  }
+};
+
+struct ZeroEight {  // I4 symmetric: z = 8
+  static constexpr bool kApplies = true;
+  template <class G, class... Extra>
+  LLM_ALWAYS_INLINE static __m256 zsw(__m256 sw, const uint8_t *, int64_t, int64_t, int64_t, Extra...) {
+    return _mm256_mul_ps(sw, _mm256_set1_ps(8.0f));
+  }
+};
+
+template <bool Signed>
+struct ZeroGroup {  // stored zero points: int8 for I8, uint8 for I4
+  static constexpr bool kApplies = true;
+  template <class G, class... Extra>
+  LLM_ALWAYS_INLINE static __m256 zsw(__m256 sw, const uint8_t *zeros, int64_t offset, int64_t o, int64_t group,
+                                      Extra... nb) {
+    return _mm256_mul_ps(sw, G::template zeros<Signed>(zeros + offset, o, group, nb...));
+  }
+};
+
+// ---- the register tile ---------------------------------------------------------------
+
+// Octets [o0, o1) of one k-panel; `tail` adds the partial octet o1 (the last
+// panel, when nb is not a multiple of 8).
+struct Panel {
+  int64_t o0, o1;
+  bool tail;
+};
+
+// Per-token pointers of a token tile.
+template <int T>
+struct TokenRows {
+  const int8_t *q[T];
+  const float *dp[T];
+  const float *dsum[T];
+  LLM_ALWAYS_INLINE TokenRows(const Acts &x, int64_t t0) {
+    for (int t = 0; t < T; ++t) {
+      q[t] = x.q + (t0 + t) * x.q_row;
+      dp[t] = x.dp + (t0 + t) * x.nb8;
+      dsum[t] = x.dsum + (t0 + t) * x.nb8;
+    }
+  }
+};
+
+// One decoded weight octet (scales sw, zero-point terms zsw, both in lane
+// order) against the T tokens: acc[t] += (q.x) * dp * sw - zsw * dsum.
+// Loop order: each decoded weight vector is loaded once and used for all T
+// tokens; per token only the integer sum and the float accumulator stay in
+// registers (the decoded octet itself lives in L1).
+template <class F, class Z, int T>
+LLM_ALWAYS_INLINE void octet_tokens(const typename F::Octet &w, __m256 sw, __m256 zsw, const TokenRows<T> &x,
+                                    int64_t o, __m256 *acc) {
+  typename F::Acc s[T];
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) s[t] = F::zero();
+#pragma GCC unroll 8
+  for (int v = 0; v < F::kSteps; ++v) {
+    const typename F::Lane wv = F::lane(w, v);
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+      s[t] = F::step(s[t], wv, x.q[t] + o * kOctetBytes + kOctetBytes / F::kSteps * v);
+      keep_chain(s[t]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) {
+    const __m256 scale = _mm256_mul_ps(_mm256_loadu_ps(x.dp[t] + 8 * o), sw);
+    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(F::finish(s[t])), scale, acc[t]);
+    if constexpr (Z::kApplies) acc[t] = _mm256_fnmadd_ps(zsw, _mm256_loadu_ps(x.dsum[t] + 8 * o), acc[t]);
+  }
+}
+
+// Bytes of weights per octet of a row.
+template <class F>
+constexpr int64_t octet_weight_bytes() {
+  return F::kOctetWeightBytes;
+}
+
+template <class F, class G, class Z, int T>
+LLM_ALWAYS_INLINE void octet_step(const QMatmulArgs &a, int64_t row, int64_t o, const TokenRows<T> &x, __m256 *acc) {
+  typename F::Octet w;
+  F::decode(a.q + row * a.row_bytes + o * octet_weight_bytes<F>(), w);
+  const __m256 sw = G::scales(a.scales + row * a.groups, o, a.group);
+  const __m256 zsw = Z::template zsw<G>(sw, a.zeros, row * a.groups, o, a.group);
+  octet_tokens<F, Z, T>(w, sw, zsw, x, o, acc);
+}
+
+// The partial octet o at the end of a row: its weight bytes are copied into
+// a zero-padded buffer (never reading past the row); lanes of missing blocks
+// get zero scales, and their activations are zero anyway.
+template <class F, class Z, int T>
+void tail_step(const QMatmulArgs &a, int64_t row, int64_t o, const TokenRows<T> &x, __m256 *acc) {
+  constexpr int64_t kBytes = octet_weight_bytes<F>();
+  alignas(32) uint8_t pad[kBytes] = {};
+  const int64_t valid = (a.x.nb - o * kOctet) * (kBytes / kOctet);
+  std::memcpy(pad, a.q + row * a.row_bytes + o * kBytes, static_cast<size_t>(valid));
+  typename F::Octet w;
+  F::decode(pad, w);
+  const __m256 sw = GroupAny::scales(a.scales + row * a.groups, o, a.group, a.x.nb);
+  const __m256 zsw = Z::template zsw<GroupAny>(sw, a.zeros, row * a.groups, o, a.group, a.x.nb);
+  octet_tokens<F, Z, T>(w, sw, zsw, x, o, acc);
+}
+
+// Decode streams the weights once with little work per byte; each row's
+// run is short (1-6 KiB), too short for the hardware prefetchers to get
+// ahead on their own. So the multi-row (decode) tiles prefetch the same
+// octet of the row kPrefetchRows further on: about two tiles of lead time.
+constexpr int64_t kPrefetchRows = 8;
+
+template <class F>
+LLM_ALWAYS_INLINE void prefetch_octet(const QMatmulArgs &a, int64_t row, int64_t o) {
+  if (row >= a.rows) return;
+  const auto line = [](const void *p) { _mm_prefetch(static_cast<const char *>(p), _MM_HINT_T0); };
+  const uint8_t *w = a.q + row * a.row_bytes + o * octet_weight_bytes<F>();
+  for (int64_t b = 0; b < octet_weight_bytes<F>(); b += 64) line(w + b);
+  const int64_t g = row * a.groups + o * kOctetBytes / a.group;
+  line(a.scales + g);
+  if (a.zeros) line(a.zeros + g);
+}
+
+// out[t0 + t][j + r] for r < R, t < T over one panel.
+template <class F, class G, class Z, int R, int T>
+void tile(const QMatmulArgs &a, int64_t j, int64_t t0, const Panel &p) {
+  const TokenRows<T> x(a.x, t0);
+  __m256 acc[R][T];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+  for (int64_t o = p.o0; o < p.o1; ++o) {
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      if constexpr (R > 1) prefetch_octet<F>(a, j + r + kPrefetchRows, o);
+      octet_step<F, G, Z, T>(a, j + r, o, x, acc[r]);
+    }
+  }
+  if (p.tail)
+    for (int r = 0; r < R; ++r) tail_step<F, Z, T>(a, j + r, p.o1, x, acc[r]);
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) {
+      const float s = hsum_ps(acc[r][t]);
+      float *o = a.out + (t0 + t) * a.ldo + j + r;
+      // The first panel starts from the bias; later panels accumulate.
+      *o = p.o0 > 0 ? *o + s : (a.bias ? a.bias[j + r] + s : s);
+    }
+}
+
+// Rows per tile for a token tile of T: decode streams 4 rows at once; with
+// more tokens the accumulators take the registers.
+template <int T>
+constexpr int rows_for_tokens() {
+  return T == 1 ? 4 : T == 2 ? 2 : 1;
+}
+
+template <class F, class G, class Z, int T>
+void token_tile(const QMatmulArgs &a, int64_t j0, int64_t j1, int64_t t0, const Panel &p) {
+  constexpr int R = rows_for_tokens<T>();
+  int64_t j = j0;
+  for (; j + R <= j1; j += R) tile<F, G, Z, R, T>(a, j, t0, p);
+  if constexpr (R > 1) {
+    for (; j < j1; ++j) tile<F, G, Z, 1, T>(a, j, t0, p);
+  }
+}
+
+// The last `left` (< kMaxT) tokens, through the tile made for that many.
+template <class F, class G, class Z, int T>
+void token_rest(const QMatmulArgs &a, int64_t j0, int64_t j1, int64_t t0, const Panel &p, int64_t left) {
+  if constexpr (T > 0) {
+    if (left == T) return token_tile<F, G, Z, T>(a, j0, j1, t0, p);
+    token_rest<F, G, Z, T - 1>(a, j0, j1, t0, p, left);
+  }
+}
+
+template <class F, class G, class Z>
+void rows_impl(const QMatmulArgs &a, int64_t j0, int64_t j1) {
+  constexpr int kT = F::kMaxT;
+  const int64_t octets = a.x.nb / kOctet;
+  const bool has_tail = a.x.nb % kOctet != 0;
+  const int64_t tile_tokens = std::min<int64_t>(a.n, kT);
+  const int64_t panel_octets = std::max<int64_t>(1, kPanelBytes / (tile_tokens * kOctetBytes));
+  for (int64_t o0 = 0;; o0 += panel_octets) {
+    const int64_t o1 = std::min(octets, o0 + panel_octets);
+    const Panel p{o0, o1, o1 == octets && has_tail};
+    int64_t t0 = 0;
+    for (; t0 + kT <= a.n; t0 += kT) token_tile<F, G, Z, kT>(a, j0, j1, t0, p);
+    token_rest<F, G, Z, kT - 1>(a, j0, j1, t0, p, a.n - t0);
+    if (o1 == octets) break;
+  }
+}
+
+// Group sizes of 32, 64 and 128 (every group size the converter offers)
+// have their own scale layouts; kAllLayouts adds the layouts of group
+// sizes that are multiples of 256 and of any other multiple of 32. Returns
+// false, having done nothing, for a layout not compiled in.
+template <class F, class Z, bool kAllLayouts>
+bool pick_group(const QMatmulArgs &a, int64_t j0, int64_t j1) {
+  const int64_t blocks_per_group = a.group / kActBlock;
+  if (blocks_per_group == 1) return rows_impl<F, GroupPow2<1>, Z>(a, j0, j1), true;
+  if (blocks_per_group == 2) return rows_impl<F, GroupPow2<2>, Z>(a, j0, j1), true;
+  if (blocks_per_group == 4) return rows_impl<F, GroupPow2<4>, Z>(a, j0, j1), true;
+  if constexpr (kAllLayouts) {
+    if (blocks_per_group % kOctet == 0) return rows_impl<F, GroupWide, Z>(a, j0, j1), true;
+    return rows_impl<F, GroupAny, Z>(a, j0, j1), true;
+  }
+  return false;
+}
+
+// matmul_q body for the format policies I8F / I4F (one per instruction set).
+// With kAllLayouts false, returns false for the group sizes it leaves out
+// (the AVX-512 files hand those to the AVX2 body: each instantiated layout
+// costs about 80 KB of code, and those sizes are rare).
+template <class I8F, class I4F, bool kAllLayouts = true>
+bool rows_dispatch(const QMatmulArgs &a, int64_t j0, int64_t j1) {
+  if (a.dtype == DType::I8) {
+    if (a.zeros) return pick_group<I8F, ZeroGroup<true>, kAllLayouts>(a, j0, j1);
+    return pick_group<I8F, ZeroNone, kAllLayouts>(a, j0, j1);
+  }
+  if (a.zeros) return pick_group<I4F, ZeroGroup<false>, kAllLayouts>(a, j0, j1);
+  return pick_group<I4F, ZeroEight, kAllLayouts>(a, j0, j1);
+}
+
+}  // namespace
+
+}  // namespace llm::cpu::detail
