@@ -82,6 +82,9 @@ void paged_attention(ThreadPool &pool, const float *q, int64_t n_q, int64_t q_st
 #if defined(LLM_HAVE_X86)
   if (detail::use_avx2()) job.softmax = detail::softmax_avx2;
 #endif
+#if defined(LLM_HAVE_NEON)
+  if (detail::use_neon()) job.softmax = detail::softmax_neon;
+#endif
   // Task order puts a query's heads next to each other, so the heads that
   // share a KV head (GQA) run close together while its rows are in cache.
   pool.run(n_q * n_heads, [](void *ctx, int64_t task, int thread) {

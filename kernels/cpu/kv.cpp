@@ -239,6 +239,9 @@ KvRowOps kv_row_ops(KvType t) {
 #if defined(LLM_HAVE_X86)
   if (use_avx2()) return kv_row_ops_avx2(t);
 #endif
+#if defined(LLM_HAVE_NEON)
+  if (use_neon()) return kv_row_ops_neon(t);
+#endif
   return kv_row_ops_scalar(t);
 }
 

@@ -111,6 +111,9 @@ KvRowOps kv_row_ops_scalar(KvType t);
 #if defined(LLM_HAVE_X86)
 KvRowOps kv_row_ops_avx2(KvType t);
 #endif
+#if defined(LLM_HAVE_NEON)
+KvRowOps kv_row_ops_neon(KvType t);
+#endif
 }  // namespace detail
 
 }  // namespace llm::cpu
