@@ -28,6 +28,20 @@ struct Weight {
   const void *zeros = nullptr;       // nullptr: symmetric
   bool present() const { return data != nullptr; }
   bool quantized() const { return dtype == DType::I8 || dtype == DType::I4; }
+  // Rows [first, first + count) of a 2-D weight, as a weight of its own.
+  Weight rows_view(int64_t first, int64_t count) const {
+    Weight w = *this;
+    w.rows = count;
+    if (!quantized()) {
+      w.data = static_cast<const uint8_t *>(data) + first * static_cast<int64_t>(dtype_bytes(dtype, cols));
+      return w;
+    }
+    const int64_t groups = cols / group;
+    w.data = static_cast<const uint8_t *>(data) + first * (dtype == DType::I8 ? cols : cols / 2);
+    w.scales = scales + first * groups;
+    if (zeros) w.zeros = static_cast<const uint8_t *>(zeros) + first * groups;
+    return w;
+  }
 };
 
 // fp32 activations in backend memory: `rows` rows of `cols` floats, row

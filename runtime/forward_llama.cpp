@@ -72,23 +72,23 @@ void Session::forward(const int32_t *tokens, int64_t n, const Segment *segments,
     be.matmul(normed, w.output, nullptr, logits_dev_.slice_rows(0, rows.rows), mm_scratch_);
     return;
   }
-  // Several sessions, one row each: the head runs over as many rows at once
-  // as the (now free) MLP buffer holds, and each row's logits go to the
-  // host buffer of its session.
+  // Several sessions, one row each: the head runs over all rows at once (one
+  // pass over its weights) in slices of the vocabulary small enough for the
+  // (now free) MLP buffer; each row's slice goes to its session's logits.
   const int64_t vocab = h.vocab_size;
-  const int64_t per_pass = std::max<int64_t>(1, gate_.rows * gate_.stride / vocab);
-  for (int64_t r0 = 0; r0 < n; r0 += per_pass) {
-    const int64_t m = std::min(per_pass, n - r0);
-    Act normed = xb.slice_rows(r0, m);
-    be.rmsnorm(x.slice_rows(r0, m), w.output_norm, h.rms_norm_eps, normed);
-    Act out{gate_.data, m, vocab, vocab};
-    be.matmul(normed, w.output, nullptr, out, mm_scratch_);
-    for (int64_t i = 0; i < m; ++i) {
-      Session &s = *segments[r0 + i].session;
-      be.read(out.slice_rows(i, 1), s.logits_);
-      s.n_logits_valid_ = 1;
-      s.last_eval_n_ = 1;
-    }
+  Act normed = xb.slice_rows(0, n);
+  be.rmsnorm(x, w.output_norm, h.rms_norm_eps, normed);
+  const int64_t room = gate_.rows * gate_.stride / n;  // floats per row
+  const int64_t slice = std::max<int64_t>(1, std::min(vocab, room));
+  for (int64_t v0 = 0; v0 < vocab; v0 += slice) {
+    const int64_t m = std::min(slice, vocab - v0);
+    Act out{gate_.data, n, m, m};
+    be.matmul(normed, w.output.rows_view(v0, m), nullptr, out, mm_scratch_);
+    for (int64_t i = 0; i < n; ++i) be.read(out.slice_rows(i, 1), segments[i].session->logits_ + v0);
+  }
+  for (size_t i = 0; i < n_segments; ++i) {
+    segments[i].session->n_logits_valid_ = 1;
+    segments[i].session->last_eval_n_ = 1;
   }
 }
 
