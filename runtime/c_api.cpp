@@ -114,7 +114,12 @@ const char *llm_version(void) { return "0.1.0"; }
 int llm_api_version(void) { return LLM_API_VERSION; }
 
 const char *llm_status_string(llm_status status) {
-  switch (status) {
+  // A C caller may pass any int; read the bits as one, never as an
+  // out-of-range C++ enum value.
+  int value = 0;
+  static_assert(sizeof status == sizeof value, "llm_status is int-sized");
+  std::memcpy(&value, &status, sizeof value);
+  switch (value) {
     case LLM_OK: return "LLM_OK";
     case LLM_ERR_INVALID_ARGUMENT: return "LLM_ERR_INVALID_ARGUMENT";
     case LLM_ERR_IO: return "LLM_ERR_IO";
