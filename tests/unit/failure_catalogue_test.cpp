@@ -111,7 +111,7 @@ const std::string &converted_model() {
   return path;
 }
 
-class ModelFixture : public ::testing::Test {
+class CatalogueModel : public ::testing::Test {
  protected:
   void SetUp() override {
     llm_model_params p;
@@ -347,13 +347,13 @@ TEST(Catalogue, UnknownDevice) {
   EXPECT_MESSAGE("device \"tpu:7\" is not available (this build has: cpu)");
 }
 
-TEST_F(ModelFixture, UnknownTokenizeFlags) {
+TEST_F(CatalogueModel, UnknownTokenizeFlags) {
   size_t n = 0;
   EXPECT_EQ(llm_tokenize_ex(model_, "a", 1, 0, 0x40, nullptr, 0, &n), LLM_ERR_INVALID_ARGUMENT);
   EXPECT_MESSAGE("unknown tokenize flags");
 }
 
-TEST_F(ModelFixture, GenerateParamsInvalid) {
+TEST_F(CatalogueModel, GenerateParamsInvalid) {
   llm_session *s = session(64);
   llm_generate_params gp;
   llm_generate_params_init(&gp);
@@ -370,7 +370,7 @@ TEST_F(ModelFixture, GenerateParamsInvalid) {
   EXPECT_MESSAGE("repeat_penalty must be > 0");
 }
 
-TEST_F(ModelFixture, StopStringInvalidUtf8) {
+TEST_F(CatalogueModel, StopStringInvalidUtf8) {
   llm_session *s = session(64);
   llm_generate_params gp;
   llm_generate_params_init(&gp);
@@ -380,7 +380,7 @@ TEST_F(ModelFixture, StopStringInvalidUtf8) {
   EXPECT_MESSAGE("stop strings must be valid UTF-8");
 }
 
-TEST_F(ModelFixture, NothingToGenerateFrom) {
+TEST_F(CatalogueModel, NothingToGenerateFrom) {
   llm_session *s = session(64);
   llm_generate_params gp;
   llm_generate_params_init(&gp);
@@ -389,7 +389,7 @@ TEST_F(ModelFixture, NothingToGenerateFrom) {
   EXPECT_MESSAGE("nothing to generate from: the prompt is empty and the session holds no tokens");
 }
 
-TEST_F(ModelFixture, SampleBeforeEvaluating) {
+TEST_F(CatalogueModel, SampleBeforeEvaluating) {
   llm_session *s = session(64);
   llm_token t = -1;
   EXPECT_EQ(llm_session_sample(s, nullptr, &t), LLM_ERR_INVALID_ARGUMENT);
@@ -409,7 +409,7 @@ TEST(Catalogue, SessionOnVocabOnlyModel) {
   llm_model_free(m);
 }
 
-TEST_F(ModelFixture, MemoryBudgetExceeded) {
+TEST_F(CatalogueModel, MemoryBudgetExceeded) {
   llm_session_params sp;
   llm_session_params_init(&sp);
   sp.n_ctx = 64;
@@ -426,7 +426,7 @@ TEST_F(ModelFixture, MemoryBudgetExceeded) {
   llm_session_free(s);
 }
 
-TEST_F(ModelFixture, ContextLongerThanTheModel) {
+TEST_F(CatalogueModel, ContextLongerThanTheModel) {
   llm_session_params sp;
   llm_session_params_init(&sp);
   sp.n_ctx = 1 << 30;
@@ -438,7 +438,7 @@ TEST_F(ModelFixture, ContextLongerThanTheModel) {
   EXPECT_MESSAGE("n_ctx and n_batch must not be negative");
 }
 
-TEST_F(ModelFixture, ContextFull) {
+TEST_F(CatalogueModel, ContextFull) {
   llm_session *s = session(8);
   std::vector<llm_token> ids(9, 5);
   EXPECT_EQ(llm_session_eval(s, ids.data(), ids.size()), LLM_ERR_CONTEXT_FULL);
@@ -448,7 +448,7 @@ TEST_F(ModelFixture, ContextFull) {
   EXPECT_EQ(n, 0u);  // nothing appended
 }
 
-TEST_F(ModelFixture, TokenOutsideTheVocabulary) {
+TEST_F(CatalogueModel, TokenOutsideTheVocabulary) {
   llm_session *s = session(8);
   const llm_token bad = 1 << 20;
   EXPECT_EQ(llm_session_eval(s, &bad, 1), LLM_ERR_INVALID_TOKEN);
@@ -462,7 +462,7 @@ TEST_F(ModelFixture, TokenOutsideTheVocabulary) {
   EXPECT_MESSAGE("token 259 is outside the vocabulary");
 }
 
-TEST_F(ModelFixture, OutputBufferTooSmall) {
+TEST_F(CatalogueModel, OutputBufferTooSmall) {
   llm_token ids[2];
   size_t n = 0;
   EXPECT_EQ(llm_tokenize(model_, "hello", 5, 1, ids, 2, &n), LLM_ERR_BUFFER_TOO_SMALL);
@@ -483,7 +483,7 @@ int cancel_after_two(const char *, size_t, llm_token, void *user) {
   return 0;
 }
 
-TEST_F(ModelFixture, GenerationCancelled) {
+TEST_F(CatalogueModel, GenerationCancelled) {
   llm_session *s = session(64);
   llm_generate_params gp;
   llm_generate_params_init(&gp);
@@ -500,7 +500,7 @@ TEST_F(ModelFixture, GenerationCancelled) {
 
 // ---- text --------------------------------------------------------------------------
 
-TEST_F(ModelFixture, InvalidUtf8IsTokenizedNotRejected) {
+TEST_F(CatalogueModel, InvalidUtf8IsTokenizedNotRejected) {
   llm_token ids[8];
   size_t n = 0;
   EXPECT_EQ(llm_tokenize(model_, "\xff\xc3", 2, 0, ids, 8, &n), LLM_OK) << llm_last_error();
@@ -551,11 +551,13 @@ TEST(Catalogue, ChatTemplateRaisesAnError) {
 TEST(Catalogue, ChatTemplateSyntaxError) {
   const std::string p = model_with_template("syntax.llm", "{% for m in messages %}{{ m.content }");
   EXPECT_EQ(apply_template(p), LLM_ERR_INVALID_ARGUMENT);
+  EXPECT_MESSAGE("chat template error: syntax error on line 1");
 }
 
 TEST(Catalogue, ChatTemplateRunawayRecursion) {
   const std::string p = model_with_template("recursion.llm", "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}");
   EXPECT_EQ(apply_template(p), LLM_ERR_UNSUPPORTED);
+  EXPECT_MESSAGE("chat template exceeds the macro recursion depth limit");
 }
 
 TEST(Catalogue, ChatTemplateOutputTooSmall) {
@@ -568,13 +570,13 @@ TEST(Catalogue, ChatTemplateOutputTooSmall) {
 
 TEST(Catalogue, TokenizerJsonNotJson) {
   std::string msg;
-  EXPECT_EQ(status_of([] { llm::convert::parse_hf_tokenizer("{\"model\": "); }, &msg), LLM_ERR_FORMAT);
+  EXPECT_EQ(status_of([] { llm::parse_hf_tokenizer("{\"model\": "); }, &msg), LLM_ERR_FORMAT);
   EXPECT_PRED2(contains, msg, "tokenizer.json: invalid JSON");
 }
 
 TEST(Catalogue, TokenizerJsonUnsupportedModel) {
   std::string msg;
-  EXPECT_EQ(status_of([] { llm::convert::parse_hf_tokenizer(R"({"model": {"type": "WordPiece", "vocab": {}}})"); },
+  EXPECT_EQ(status_of([] { llm::parse_hf_tokenizer(R"({"model": {"type": "WordPiece", "vocab": {}}})"); },
                       &msg),
             LLM_ERR_UNSUPPORTED);
   EXPECT_PRED2(contains, msg, "model type \"WordPiece\" is not supported (only BPE)");
