@@ -33,7 +33,11 @@ namespace {
 
 // ---- helpers ------------------------------------------------------------------
 
-std::string temp_path(const std::string &name) { return testing::TempDir() + "llm_catalogue_" + name; }
+// ctest runs each test in its own process, several at once: every process
+// writes its own files.
+std::string temp_path(const std::string &name) {
+  return testing::TempDir() + "llm_catalogue_" + std::to_string(::getpid()) + "_" + name;
+}
 
 std::string read_file(const std::string &path) {
   std::ifstream f(path, std::ios::binary);
@@ -613,8 +617,7 @@ TEST(Catalogue, SafetensorsHeaderBeyondTheFile) {
   write_file(dir + "/model.safetensors", bytes + "{}");
   std::string msg;
   EXPECT_EQ(status_of([&] { llm::convert::Checkpoint::open(dir); }, &msg), LLM_ERR_FORMAT);
-  EXPECT_PRED2(contains, msg, dir + "/model.safetensors");
-  EXPECT_PRED2(contains, msg, "1000");
+  EXPECT_PRED2(contains, msg, dir + "/model.safetensors: header length 1000 exceeds the file size 10");
 }
 
 TEST(Catalogue, SafetensorsOverlappingTensors) {
@@ -637,7 +640,7 @@ TEST(Catalogue, SafetensorsElementCountOverflows) {
                                std::string(8, '\0')));
   std::string msg;
   EXPECT_EQ(status_of([&] { llm::convert::Checkpoint::open(dir); }, &msg), LLM_ERR_FORMAT);
-  EXPECT_PRED2(contains, msg, "'a'");
+  EXPECT_PRED2(contains, msg, "tensor 'a': element count of shape [4294967296,4294967296,16] overflows");
 }
 
 TEST(Catalogue, HfConfigMissing) {
