@@ -66,8 +66,12 @@ run_part() {  # name command...
   "$@" || rc=$?
   times >"$times_file"
   cpu1=$(cpu_seconds)
-  timings+=("$name: $((SECONDS - start)) s wall, $((cpu1 - cpu0)) s CPU$([ $rc -ne 0 ] && echo " (FAILED, exit $rc)")")
-  [ $rc -ne 0 ] && failed+=("$name")
+  local verdict=""
+  if [ $rc -ne 0 ]; then
+    verdict=" (FAILED, exit $rc)"
+    failed+=("$name")
+  fi
+  timings+=("$name: $((SECONDS - start)) s wall, $((cpu1 - cpu0)) s CPU$verdict")
   return 0
 }
 
