@@ -18,3 +18,6 @@ set(LLM_FUZZ_SANITIZERS "address,undefined" CACHE STRING
 add_compile_options(-fsanitize=fuzzer-no-link,${LLM_FUZZ_SANITIZERS}
                     -fno-sanitize-recover=all -fno-omit-frame-pointer)
 add_link_options(-fsanitize=${LLM_FUZZ_SANITIZERS})
+# C programs linking the C++ library (the C API test, the C example) need the
+# C++ part of the UBSan runtime too (vptr and function-type checks).
+add_link_options($<$<LINK_LANGUAGE:C>:-fsanitize-link-c++-runtime>)

@@ -3,7 +3,11 @@
 #   asan      AddressSanitizer + UndefinedBehaviorSanitizer (clang-14,
 #             build-asan/, the tree the fuzzers are built in too): the whole
 #             ctest suite except the allocation-counting test (it interposes
-#             malloc, which no sanitizer allows). The model tests link the
+#             malloc, which no sanitizer allows) and the two perplexity tests
+#             (minutes each under ASan; the logits and greedy-text tests run
+#             the same forward pass). The AVX2 kernels are built without UBSan
+#             (it triples their compile time; their scalar twins keep it,
+#             and all of them keep ASan). The model tests link the
 #             reference models an ordinary build already converted
 #             (LLM_BUILD/tests/work) instead of converting them again under
 #             ASan; without one they convert, and without ../shared they skip.
