@@ -21,3 +21,4 @@ add_link_options(-fsanitize=${LLM_FUZZ_SANITIZERS})
 # C programs linking the C++ library (the C API test, the C example) need the
 # C++ part of the UBSan runtime too (vptr and function-type checks).
 add_link_options($<$<LINK_LANGUAGE:C>:-fsanitize-link-c++-runtime>)
+link_libraries($<$<LINK_LANGUAGE:C>:stdc++>)
