@@ -94,7 +94,9 @@ std::string replay_in_child(llm::fuzz::Entry entry, const std::string &bytes) {
   if (pid == 0) {
     ::alarm(kTimeoutSeconds);
     if (!kSanitized) {  // turn runaway allocation into bad_alloc (sanitizers reserve huge address space)
-      const rlimit limit{rlim_t{8} << 30, rlim_t{8} << 30};
+      // 4 GiB: above what any saved input legitimately needs, below the
+      // allocations the fuzzers flagged (libFuzzer's limit is 2 GB).
+      const rlimit limit{rlim_t{4} << 30, rlim_t{4} << 30};
       ::setrlimit(RLIMIT_AS, &limit);
     }
     int code = 0;
