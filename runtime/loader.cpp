@@ -37,11 +37,11 @@ std::unique_ptr<Model> Model::load(const std::string &path, const ModelOptions &
                   " tokens but the model's vocabulary is " + std::to_string(m->hparams().vocab_size));
     m->pool_ = std::make_unique<ThreadPool>(options.n_threads);
     m->backend_ = make_cpu_backend(*m->pool_);
-    if (!m->vocab_only()) {
+    if (!m->vocab_only()) {  // a vocab-only file's head_dim is unchecked and unused
       m->bind_weights();
       m->account_weights();
+      m->compute_rope_frequencies();
     }
-    m->compute_rope_frequencies();
   } catch (const Error &e) {
     throw Error(e.status(), path + ": " + e.what());
   }

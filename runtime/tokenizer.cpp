@@ -197,8 +197,48 @@ bool starts_with(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
 }
 
+// ---------------------------------------------------------------------------
+// Growth limits
+// ---------------------------------------------------------------------------
+
+// Normalizers, pre-tokenizers and decoders may lengthen text (ByteLevel turns
+// a byte >= 0x80 into two, Replace may substitute a long string), so a chain
+// of them read from a file can grow text exponentially with its length: 48
+// ByteLevel steps would turn one byte into terabytes. Chains are therefore
+// capped at kMaxChainSteps, and every intermediate text at kMaxGrowth times
+// the input plus kGrowthSlack bytes. Real tokenizers stay far below both
+// (their chains have at most 5 steps; NFKC's largest expansion, U+FDFA, is
+// 11x, and ByteLevel doubles that at most).
+constexpr size_t kMaxChainSteps = 16;
+constexpr size_t kMaxGrowth = 64;
+constexpr size_t kGrowthSlack = 4096;
+
+size_t growth_limit(size_t input) {
+  return input > (SIZE_MAX - kGrowthSlack) / kMaxGrowth ? SIZE_MAX : kMaxGrowth * input + kGrowthSlack;
+}
+
+[[noreturn]] void fail_growth(const char *chain, size_t input, size_t limit) {
+  fail_format(std::string("tokenizer: the ") + chain + " expand " + std::to_string(input) +
+              " bytes of text to more than " + std::to_string(limit) + " bytes (limit: " +
+              std::to_string(kMaxGrowth) + " times the input plus " + std::to_string(kGrowthSlack) + ")");
+}
+
+// What a growing text is checked against: the input size it started from and
+// the limit that follows from it.
+struct Budget {
+  const char *chain;
+  size_t input;
+  size_t limit;
+  Budget(const char *c, size_t in) : chain(c), input(in), limit(growth_limit(in)) {}
+  void check(size_t size) const {
+    if (size > limit) fail_growth(chain, input, limit);
+  }
+};
+
 // Non-overlapping left-to-right replacement (HF Replace with a String pattern).
-std::string replace_all(std::string_view s, std::string_view pattern, std::string_view content) {
+// Fails (with `budget`) before the result grows past budget->limit.
+std::string replace_all(std::string_view s, std::string_view pattern, std::string_view content,
+                        const Budget *budget = nullptr) {
   std::string out;
   if (pattern.empty()) return std::string(s);
   out.reserve(s.size());
@@ -207,9 +247,11 @@ std::string replace_all(std::string_view s, std::string_view pattern, std::strin
     size_t hit = s.find(pattern, pos);
     if (hit == std::string_view::npos) break;
     out.append(s.data() + pos, hit - pos);
+    if (budget) budget->check(out.size() + content.size());
     out.append(content);
     pos = hit + pattern.size();
   }
+  if (budget) budget->check(out.size() + (s.size() - pos));
   out.append(s.data() + pos, s.size() - pos);
   return out;
 }
@@ -421,10 +463,12 @@ std::string strip_whitespace(std::string_view s, bool left, bool right) {
   return std::string(s.substr(begin, end - begin));
 }
 
-std::string normalize_once(const NormalizerSpec &n, std::string s) {
+std::string normalize_once(const NormalizerSpec &n, std::string s, const Budget &budget) {
   switch (n.kind) {
-    case NormalizerSpec::Prepend: return s.empty() ? s : n.content + s;  // HF skips empty strings
-    case NormalizerSpec::Replace: return replace_all(s, n.pattern, n.content);
+    case NormalizerSpec::Prepend:
+      budget.check(s.size() + n.content.size());
+      return s.empty() ? s : n.content + s;  // HF skips empty strings
+    case NormalizerSpec::Replace: return replace_all(s, n.pattern, n.content, &budget);
     case NormalizerSpec::NFC: return unicode::normalize(s, unicode::NormalForm::NFC);
     case NormalizerSpec::NFKC: return unicode::normalize(s, unicode::NormalForm::NFKC);
     case NormalizerSpec::NFD: return unicode::normalize(s, unicode::NormalForm::NFD);
@@ -436,8 +480,12 @@ std::string normalize_once(const NormalizerSpec &n, std::string s) {
 }
 
 std::string apply_normalizers(const std::vector<NormalizerSpec> &normalizers, std::string_view text) {
+  const Budget budget("normalizers", text.size());
   std::string s(text);
-  for (const NormalizerSpec &n : normalizers) s = normalize_once(n, std::move(s));
+  for (const NormalizerSpec &n : normalizers) {
+    s = normalize_once(n, std::move(s), budget);
+    budget.check(s.size());  // Unicode normalization grows text by a bounded factor per step
+  }
   return s;
 }
 
@@ -561,19 +609,28 @@ class PreTokenizerStep {
   }
 
   // Replaces `pieces` by the pieces this step splits them into.
-  void apply(std::vector<Piece> &pieces, std::vector<Piece> &next, SplitScratch &scratch) const {
+  void apply(std::vector<Piece> &pieces, std::vector<Piece> &next, SplitScratch &scratch,
+             const Budget &budget) const {
     next.clear();
     for (Piece &piece : pieces) {
       switch (spec_.kind) {
         case PreTokenizerSpec::ByteLevel: split_byte_level(piece, next, scratch); break;
         case PreTokenizerSpec::Split: split_regex(piece, next, scratch); break;
-        case PreTokenizerSpec::Metaspace: split_metaspace(piece, next, scratch); break;
+        case PreTokenizerSpec::Metaspace: split_metaspace(piece, next, scratch, budget); break;
         case PreTokenizerSpec::Digits: split_digits(piece, next, scratch); break;
       }
     }
+    size_t total = 0;
     if (spec_.kind == PreTokenizerSpec::ByteLevel) {
       const ByteLevelAlphabet &alphabet = ByteLevelAlphabet::get();
-      for (Piece &p : next) p.text = alphabet.encode(p.text);
+      for (Piece &p : next) {
+        budget.check(total + 2 * p.text.size());  // each byte becomes at most 2
+        p.text = alphabet.encode(p.text);
+        total += p.text.size();
+      }
+    } else {
+      for (const Piece &p : next) total += p.text.size();
+      budget.check(total);
     }
     pieces.swap(next);
   }
@@ -599,9 +656,9 @@ class PreTokenizerStep {
     emit_sub_pieces(piece, s.kept, out);
   }
 
-  void split_metaspace(Piece &piece, std::vector<Piece> &out, SplitScratch &s) const {
+  void split_metaspace(Piece &piece, std::vector<Piece> &out, SplitScratch &s, const Budget &budget) const {
     const std::string &rep = spec_.replacement;
-    piece.text = replace_all(piece.text, " ", rep);
+    piece.text = replace_all(piece.text, " ", rep, &budget);
     bool prepend = spec_.prepend_scheme == 0 || (spec_.prepend_scheme == 1 && piece.at_start);
     if (prepend && !starts_with(piece.text, rep)) piece.text.insert(0, rep);
     if (!spec_.split) {
@@ -949,12 +1006,20 @@ std::string metaspace_token(const std::string &token, const DecoderSpec &d, bool
   return replace_all(token, d.replacement, drop ? "" : " ");
 }
 
-void apply_decoder(const DecoderSpec &d, Tokens &tokens) {
+void apply_decoder(const DecoderSpec &d, Tokens &tokens, const Budget &budget) {
   switch (d.kind) {
     case DecoderSpec::ByteLevel: decode_byte_level(tokens); break;
-    case DecoderSpec::Replace:
-      for (std::string &t : tokens) t = replace_all(t, d.pattern, d.content);
+    case DecoderSpec::Replace: {
+      size_t total = 0;
+      for (const std::string &t : tokens) total += t.size();
+      for (std::string &t : tokens) {
+        const size_t before = t.size();
+        t = replace_all(t, d.pattern, d.content, &budget);
+        total = total - before + t.size();
+        budget.check(total);
+      }
       break;
+    }
     case DecoderSpec::ByteFallback: decode_byte_fallback(tokens); break;
     case DecoderSpec::Fuse: decode_fuse(tokens); break;
     case DecoderSpec::Strip:
@@ -973,6 +1038,7 @@ void apply_decoder(const DecoderSpec &d, Tokens &tokens) {
 std::string render_piece(const std::string &token, const std::vector<DecoderSpec> &decoders, bool first) {
   if (token.empty()) return std::string();  // an unused id: decode() skips it too
   if (decoders.empty()) return first ? token : " " + token;  // HF joins with spaces without a decoder
+  const Budget budget("decoders", token.size());
   std::string t = token;
   bool fused = false;
   for (const DecoderSpec &d : decoders) {
@@ -983,7 +1049,7 @@ std::string render_piece(const std::string &token, const std::vector<DecoderSpec
         fused = true;
         break;
       }
-      case DecoderSpec::Replace: t = replace_all(t, d.pattern, d.content); break;
+      case DecoderSpec::Replace: t = replace_all(t, d.pattern, d.content, &budget); break;
       case DecoderSpec::ByteFallback: {
         uint8_t byte = 0;
         if (parse_byte_token(t, byte)) t.assign(1, static_cast<char>(byte));
@@ -1056,6 +1122,14 @@ struct Tokenizer::Impl {
     if (spec.unk_id != -1) check(spec.unk_id, "the unknown token");
     for (int32_t id : spec.prefix_ids) check(id, "a post-processor prefix token");
     for (int32_t id : spec.suffix_ids) check(id, "a post-processor suffix token");
+    auto check_chain = [](size_t steps, const char *what) {
+      if (steps > kMaxChainSteps)
+        fail_format("tokenizer: " + std::to_string(steps) + " " + what + "; at most " +
+                    std::to_string(kMaxChainSteps) + " are supported");
+    };
+    check_chain(spec.normalizers.size(), "normalizers");
+    check_chain(spec.pre_tokenizers.size(), "pre-tokenizers");
+    check_chain(spec.decoders.size(), "decoders");
     for (const NormalizerSpec &nm : spec.normalizers)
       if (nm.kind == NormalizerSpec::Replace && nm.pattern.empty())
         fail_format("tokenizer: Replace normalizer with an empty pattern");
@@ -1105,7 +1179,8 @@ struct Tokenizer::Impl {
   void encode_words(std::string_view text, bool at_start, std::vector<int32_t> &ids, Scratch &s) const {
     s.pieces.clear();
     s.pieces.push_back({std::string(text), at_start});
-    for (const auto &step : pre_tokenizers) step->apply(s.pieces, s.next_pieces, s.split);
+    const Budget budget("pre-tokenizers", text.size());
+    for (const auto &step : pre_tokenizers) step->apply(s.pieces, s.next_pieces, s.split, budget);
     for (const Piece &p : s.pieces) bpe.tokenize(p.text, ids, s.bpe);
   }
 
@@ -1167,7 +1242,10 @@ std::string Tokenizer::decode(const int32_t *ids, size_t n) const {
     for (size_t i = 0; i < tokens.size(); ++i) out += (i ? " " : "") + tokens[i];
     return out;
   }
-  for (const DecoderSpec &d : m.spec.decoders) apply_decoder(d, tokens);
+  size_t input = 0;
+  for (const std::string &t : tokens) input += t.size();
+  const Budget budget("decoders", input);
+  for (const DecoderSpec &d : m.spec.decoders) apply_decoder(d, tokens, budget);
   std::string out;
   for (const std::string &t : tokens) out += t;
   return out;

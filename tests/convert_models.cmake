@@ -26,6 +26,14 @@ foreach(job ${jobs})
   if(extra STREQUAL "-")
     set(extra "")
   endif()
+  # REUSE: another build's converted files (the sanitizer builds link them
+  # instead of converting again under instrumentation).
+  if(DEFINED REUSE AND NOT REUSE STREQUAL "" AND EXISTS "${REUSE}/${out}")
+    file(REMOVE "${WORK}/${out}")
+    file(CREATE_LINK "${REUSE}/${out}" "${WORK}/${out}" SYMBOLIC)
+    message(STATUS "${out}: linked to ${REUSE}/${out}")
+    continue()
+  endif()
   execute_process(COMMAND "${CONVERT}" "${SHARED}/models/${model}" -o "${WORK}/${out}" --dtype ${dtype} ${extra}
                   RESULT_VARIABLE rc)
   if(NOT rc EQUAL 0)

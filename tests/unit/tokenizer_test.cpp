@@ -153,9 +153,14 @@ TEST_P(EvalTexts, FirstIdsMatchReference) {
   double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   std::printf("[ speed    ] %s: %zu bytes -> %zu ids in %.1f ms (%.1f MB/s)\n", GetParam().c_str(), text.size(),
               ids.size(), ms, text.size() / ms / 1000.0);
-#if defined(__OPTIMIZE__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
-  // Unoptimized builds are exempt, and so are runs under an emulator
-  // (scripts/test_aarch64.sh sets LLM_TEST_EMULATED for qemu).
+#if defined(__has_feature)  // clang's spelling of __SANITIZE_ADDRESS__
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define LLM_TEST_SANITIZED 1
+#endif
+#endif
+#if defined(__OPTIMIZE__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__) && !defined(LLM_TEST_SANITIZED)
+  // Unoptimized and sanitized builds are exempt, and so are runs under an
+  // emulator (scripts/test_aarch64.sh sets LLM_TEST_EMULATED for qemu).
   if (std::getenv("LLM_TEST_EMULATED") == nullptr)
     EXPECT_LT(ms, 1000.0) << "encoding 400 KB should take well under a second";
 #endif
