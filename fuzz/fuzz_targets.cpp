@@ -29,6 +29,7 @@
 #include "runtime/model.h"
 #include "runtime/session.h"
 #include "runtime/tokenizer.h"
+#include "tests/common/synthetic_model.h"
 
 namespace llm::fuzz {
 namespace {
@@ -792,10 +793,89 @@ void chat_template(const uint8_t *data, size_t size) {
   }
 }
 
+namespace {
+
+// The fixed model of session_state: written once to a scratch file.
+const Model &state_model() {
+  static std::unique_ptr<Model> model = [] {
+    const std::string path = (fs::temp_directory_path() / ("llm-fuzz-state-" + std::to_string(::getpid()) + ".llm")).string();
+    HParams h = test::tiny_hparams();
+    h.hidden_size = 64;
+    h.num_heads = 2;
+    h.num_kv_heads = 1;
+    h.head_dim = 32;
+    h.intermediate_size = 96;
+    h.max_context = 128;
+    test::write_synthetic_model(path, h, DType::F32);
+    ModelOptions o;
+    o.n_threads = 1;
+    std::unique_ptr<Model> m = Model::load(path, o);
+    ::unlink(path.c_str());
+    return m;
+  }();
+  return *model;
+}
+
+const KvType kStateKv[5] = {KvType::F32, KvType::F16, KvType::BF16, KvType::Q8, KvType::Q4};
+
+SessionOptions state_session_options(int kv) {
+  SessionOptions so;
+  so.n_ctx = 64;
+  so.n_batch = 8;
+  so.kv_type = kStateKv[kv % 5];
+  return so;
+}
+
+}  // namespace
+
+std::vector<uint8_t> session_state_seed(int kv, int n_tokens) {
+  Session s(state_model(), state_session_options(kv));
+  std::vector<int32_t> t;
+  for (int i = 0; i < n_tokens; ++i) t.push_back(3 + (i * 37) % 256);
+  if (!t.empty()) s.eval(t.data(), t.size());
+  std::vector<uint8_t> out(1 + s.state_size());
+  out[0] = static_cast<uint8_t>(kv);
+  s.save_state(out.data() + 1, out.size() - 1);
+  return out;
+}
+
+void session_state(const uint8_t *data, size_t size) {
+  if (size < 1) return;
+  const int kv = data[0] & 7;
+  std::vector<uint8_t> state(data + 1, data + size);
+  constexpr size_t kHeader = 72, kChecksumAt = 56;  // runtime/session_state.cpp
+  if ((data[0] & 8) && state.size() >= kHeader) {
+    const uint64_t sum = XXH3_64bits(state.data() + kHeader, state.size() - kHeader);
+    std::memcpy(state.data() + kChecksumAt, &sum, sizeof sum);
+  }
+  const Model &model = state_model();
+  Session s(model, state_session_options(kv));
+  try {
+    s.restore_state(state.data(), state.size());
+  } catch (const Error &e) {
+    note("session_state", e);
+    if (s.n_tokens() != 0) invariant_failed("session_state", "a refused state changed the session");
+    return;
+  }
+  if (s.n_tokens() > s.n_ctx()) invariant_failed("session_state", "restored more tokens than the context");
+  for (int64_t i = 0; i < s.n_tokens(); ++i)
+    if (s.tokens()[i] < 0 || s.tokens()[i] >= model.hparams().vocab_size)
+      invariant_failed("session_state", "restored an invalid token");
+  try {
+    if (s.n_tokens() > 0 && !s.ensure_logits()) invariant_failed("session_state", "no logits after restore");
+    const int32_t t = 5;
+    for (int i = 0; i < 3 && s.n_tokens() < s.n_ctx(); ++i) s.eval(&t, 1);
+    if (s.logits()) g_sink = static_cast<uint8_t>(s.logits()[0] > 0);
+  } catch (const Error &e) {
+    note("session_state", e);
+  }
+}
+
 const std::vector<Target> &targets() {
   static const std::vector<Target> all = {
       {"model_load", model_load}, {"tokenizer", tokenizer},   {"tokenizer_json", tokenizer_json},
       {"safetensors", safetensors}, {"hf_config", hf_config},   {"chat_template", chat_template},
+      {"session_state", session_state},
   };
   return all;
 }

@@ -50,6 +50,16 @@ constexpr char kHfConfigSeparator[] = "\n#~#\n";
 // LLM_ERR_UNSUPPORTED or LLM_ERR_INVALID_ARGUMENT may come out of it.
 void chat_template(const uint8_t *data, size_t size);
 
+// Byte 0: bits 0-2 pick the KV cache type (modulo 5: f32, f16, bf16, int8,
+// int4), bit 3 repairs the state's payload checksum (so mutations reach the
+// checks behind it). The rest: a session state (llm_session_save) restored
+// into a 64-token session of a fixed small random model, which then
+// evaluates a token and decodes a few more. Only llm::Error may come out.
+void session_state(const uint8_t *data, size_t size);
+// The bytes of a valid state for session_state with cache type `kv` (0-4),
+// holding `n_tokens` tokens (seed corpus).
+std::vector<uint8_t> session_state_seed(int kv, int n_tokens);
+
 struct Target {
   const char *name;  // also the folder name under fuzz/corpus and tests/regression
   Entry entry;

@@ -434,6 +434,16 @@ void chat_template_seeds(const std::string &cases_json) {
 
 }  // namespace
 
+// Valid session states of every cache type, empty to nearly full.
+void session_state_seeds() {
+  for (int kv = 0; kv < 5; ++kv)
+    for (int n : {0, 5, 40}) {
+      const std::vector<uint8_t> b = llm::fuzz::session_state_seed(kv, n);
+      put("session_state", "kv" + std::to_string(kv) + "_" + std::to_string(n) + "_tokens",
+          std::string(b.begin(), b.end()));
+    }
+}
+
 int main(int argc, char **argv) {
   if (argc != 3) {
     std::fprintf(stderr, "usage: %s OUT_DIR CHAT_TEMPLATES_JSON (e.g. fuzz/corpus tests/data/chat_templates.json)\n",
@@ -447,6 +457,7 @@ int main(int argc, char **argv) {
   tokenizer_json_seeds();
   safetensors_seeds();
   hf_config_seeds();
+  session_state_seeds();
   // Every seed must replay cleanly through its entry point.
   for (const llm::fuzz::Target &t : llm::fuzz::targets()) {
     for (const auto &entry : fs::directory_iterator(fs::path(g_out) / t.name)) {

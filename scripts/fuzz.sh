@@ -11,7 +11,8 @@
 #
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
 #   SECONDS  per target (default 60), the replay of the corpus included
-#   TARGET   model_load tokenizer tokenizer_json safetensors hf_config chat_template (default: all)
+#   TARGET   model_load tokenizer tokenizer_json safetensors hf_config chat_template session_state
+#            (default: all)
 # Environment: LLM_FUZZ_JOBS (parallel compile jobs, default 2),
 # LLM_FUZZ_PARALLEL (targets fuzzed at once, default 2), LLM_FUZZ_FLAGS
 # (extra libFuzzer flags).
@@ -21,7 +22,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 [ $# -gt 0 ] && shift
 case "$seconds" in '' | *[!0-9]*) echo "usage: $0 [SECONDS] [TARGET...]" >&2; exit 2 ;; esac
-all_targets=(model_load tokenizer tokenizer_json safetensors hf_config chat_template)
+all_targets=(model_load tokenizer tokenizer_json safetensors hf_config chat_template session_state)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all_targets[@]}")
 build=build-asan
