@@ -673,4 +673,200 @@ TEST(Catalogue, HfConfigUnsupportedArchitecture) {
   EXPECT_PRED2(contains, msg, "architecture GemmaForCausalLM (model_type gemma) is not supported");
 }
 
+// ---- the KV cache and session state --------------------------------------------
+
+// A model whose heads (32 values) fit every cache type.
+const std::string &kv_model() {
+  static const std::string path = [] {
+    const std::string p = temp_path("kv.llm");
+    llm::HParams h = llm::test::tiny_hparams();
+    h.hidden_size = 64;
+    h.num_heads = 2;
+    h.num_kv_heads = 1;
+    h.head_dim = 32;
+    h.intermediate_size = 96;
+    h.max_context = 256;
+    llm::test::write_synthetic_model(p, h);
+    return p;
+  }();
+  return path;
+}
+
+struct KvFixture {
+  llm_model *model = nullptr;
+  std::vector<llm_session *> sessions;
+  std::vector<llm_kv_pool *> pools;
+  explicit KvFixture(const std::string &path = kv_model()) {
+    EXPECT_EQ(llm_model_load(path.c_str(), nullptr, &model), LLM_OK) << llm_last_error();
+  }
+  ~KvFixture() {
+    for (llm_session *s : sessions) llm_session_free(s);
+    for (llm_kv_pool *p : pools) llm_kv_pool_free(p);
+    llm_model_free(model);
+  }
+  static llm_session_params params(int n_ctx, int kv = LLM_KV_DEFAULT, llm_kv_pool *pool = nullptr) {
+    llm_session_params p;
+    llm_session_params_init(&p);
+    p.n_ctx = n_ctx;
+    p.kv_type = kv;
+    p.kv_pool = pool;
+    return p;
+  }
+  llm_session *session(int n_ctx, int kv = LLM_KV_DEFAULT, llm_kv_pool *pool = nullptr, int n_tokens = 0) {
+    llm_session_params p = params(n_ctx, kv, pool);
+    llm_session *s = nullptr;
+    EXPECT_EQ(llm_session_create(model, &p, &s), LLM_OK) << llm_last_error();
+    sessions.push_back(s);
+    std::vector<llm_token> t;
+    for (int i = 0; i < n_tokens; ++i) t.push_back(3 + i % 250);
+    if (n_tokens) EXPECT_EQ(llm_session_eval(s, t.data(), t.size()), LLM_OK) << llm_last_error();
+    return s;
+  }
+  llm_kv_pool *pool(int n_tokens) {
+    llm_kv_pool_params p;
+    llm_kv_pool_params_init(&p);
+    p.n_tokens = n_tokens;
+    llm_kv_pool *pool = nullptr;
+    EXPECT_EQ(llm_kv_pool_create(model, &p, &pool), LLM_OK) << llm_last_error();
+    pools.push_back(pool);
+    return pool;
+  }
+  static std::vector<uint8_t> state_of(llm_session *s) {
+    size_t size = 0, len = 0;
+    EXPECT_EQ(llm_session_state_size(s, &size), LLM_OK);
+    std::vector<uint8_t> b(size);
+    EXPECT_EQ(llm_session_save(s, b.data(), b.size(), &len), LLM_OK);
+    return b;
+  }
+};
+
+TEST(Catalogue, KvInt4NeedsHeadsOf32) {
+  KvFixture f(good_model());  // heads of 8 values
+  llm_session_params p = KvFixture::params(16, LLM_KV_INT4);
+  llm_session *s = nullptr;
+  EXPECT_EQ(llm_session_create(f.model, &p, &s), LLM_ERR_UNSUPPORTED);
+  EXPECT_MESSAGE("a KV cache of type int4 cannot hold this model's heads of 8 values");
+}
+
+TEST(Catalogue, KvTypeNotAnEnumValue) {
+  KvFixture f;
+  llm_session_params p = KvFixture::params(16, 42);
+  llm_session *s = nullptr;
+  EXPECT_EQ(llm_session_create(f.model, &p, &s), LLM_ERR_INVALID_ARGUMENT);
+  EXPECT_MESSAGE("kv_type is not an llm_kv_type value");
+}
+
+TEST(Catalogue, ShiftKeepsEverything) {
+  KvFixture f;
+  llm_session_params p = KvFixture::params(16);
+  p.context_policy = LLM_CONTEXT_SHIFT;
+  p.n_keep = 16;
+  llm_session *s = nullptr;
+  EXPECT_EQ(llm_session_create(f.model, &p, &s), LLM_ERR_INVALID_ARGUMENT);
+  EXPECT_MESSAGE("n_keep 16 leaves nothing to shift in a context of 16");
+}
+
+TEST(Catalogue, KvPoolExhausted) {
+  KvFixture f;
+  llm_kv_pool *pool = f.pool(64);
+  f.session(64, LLM_KV_DEFAULT, pool);
+  llm_session_params p = KvFixture::params(16, LLM_KV_DEFAULT, pool);
+  llm_session *s = nullptr;
+  EXPECT_EQ(llm_session_create(f.model, &p, &s), LLM_ERR_OUT_OF_MEMORY);
+  EXPECT_MESSAGE("the KV pool cannot back this session: it needs 1 pages of 16 tokens");
+}
+
+TEST(Catalogue, TruncateIntoSharedPageWithFullPool) {
+  KvFixture f;
+  llm_kv_pool *pool = f.pool(96);
+  llm_session *a = f.session(64, LLM_KV_DEFAULT, pool, 32);
+  llm_session_params p = KvFixture::params(48, LLM_KV_DEFAULT, pool);
+  llm_session *b = nullptr, *c = nullptr;
+  ASSERT_EQ(llm_session_fork(a, &p, &b), LLM_OK) << llm_last_error();
+  f.sessions.push_back(b);
+  ASSERT_EQ(llm_session_fork(a, &p, &c), LLM_OK) << llm_last_error();
+  f.sessions.push_back(c);
+  EXPECT_EQ(llm_session_truncate(b, 20), LLM_ERR_OUT_OF_MEMORY);
+  EXPECT_MESSAGE("cannot truncate to 20 tokens: the shared page there must be copied");
+  size_t n = 0;
+  llm_session_n_tokens(b, &n);
+  EXPECT_EQ(n, 32u);
+}
+
+TEST(Catalogue, KvPoolOverMemoryLimit) {
+  KvFixture f;
+  llm_kv_pool_params p;
+  llm_kv_pool_params_init(&p);
+  p.n_tokens = 1000;
+  p.memory_limit = 1000;
+  llm_kv_pool *pool = nullptr;
+  EXPECT_EQ(llm_kv_pool_create(f.model, &p, &pool), LLM_ERR_OUT_OF_MEMORY);
+  EXPECT_MESSAGE("the KV pool needs");
+  EXPECT_MESSAGE("but memory_limit is 1000");
+}
+
+TEST(Catalogue, StateTruncated) {
+  KvFixture f;
+  const std::vector<uint8_t> b = KvFixture::state_of(f.session(64, LLM_KV_DEFAULT, nullptr, 10));
+  llm_session *r = f.session(64);
+  EXPECT_EQ(llm_session_restore(r, b.data(), 40), LLM_ERR_FORMAT);
+  EXPECT_MESSAGE("session state truncated: 40 bytes");
+  EXPECT_EQ(llm_session_restore(r, b.data(), b.size() - 1), LLM_ERR_FORMAT);
+  EXPECT_MESSAGE("does not match its header");
+}
+
+TEST(Catalogue, StateCorrupt) {
+  KvFixture f;
+  std::vector<uint8_t> b = KvFixture::state_of(f.session(64, LLM_KV_DEFAULT, nullptr, 10));
+  b[b.size() - 3] ^= 1;
+  llm_session *r = f.session(64, LLM_KV_DEFAULT, nullptr, 5);
+  EXPECT_EQ(llm_session_restore(r, b.data(), b.size()), LLM_ERR_FORMAT);
+  EXPECT_MESSAGE("session state checksum mismatch (corrupt)");
+  size_t n = 0;
+  llm_session_n_tokens(r, &n);
+  EXPECT_EQ(n, 5u);  // unchanged
+}
+
+TEST(Catalogue, StateFromAnotherModel) {
+  KvFixture f, g(converted_model());
+  const std::vector<uint8_t> b = KvFixture::state_of(f.session(64, LLM_KV_DEFAULT, nullptr, 10));
+  llm_session *r = g.session(64);
+  EXPECT_EQ(llm_session_restore(r, b.data(), b.size()), LLM_ERR_INVALID_ARGUMENT);
+  EXPECT_MESSAGE("the session state was saved from another model file");
+}
+
+TEST(Catalogue, StateOtherKvType) {
+  KvFixture f;
+  const std::vector<uint8_t> b = KvFixture::state_of(f.session(64, LLM_KV_F16, nullptr, 10));
+  llm_session *r = f.session(64, LLM_KV_INT8);
+  EXPECT_EQ(llm_session_restore(r, b.data(), b.size()), LLM_ERR_INVALID_ARGUMENT);
+  EXPECT_MESSAGE("the session state holds a f16 KV cache but this session's is int8");
+}
+
+TEST(Catalogue, StateLongerThanContext) {
+  KvFixture f;
+  const std::vector<uint8_t> b = KvFixture::state_of(f.session(64, LLM_KV_DEFAULT, nullptr, 40));
+  llm_session *r = f.session(32);
+  EXPECT_EQ(llm_session_restore(r, b.data(), b.size()), LLM_ERR_CONTEXT_FULL);
+  EXPECT_MESSAGE("the session state holds 40 tokens but the session's context is 32");
+}
+
+TEST(Catalogue, BatchWithDuplicateSession) {
+  KvFixture f;
+  llm_session *a = f.session(16);
+  llm_session *list[2] = {a, a};
+  const llm_token t[2] = {5, 6};
+  EXPECT_EQ(llm_decode_batch(list, t, 2), LLM_ERR_INVALID_ARGUMENT);
+  EXPECT_MESSAGE("session 1 appears twice in the batch");
+}
+
+TEST(Catalogue, ForkIntoAnotherKvType) {
+  KvFixture f;
+  llm_session *a = f.session(64, LLM_KV_INT8, nullptr, 10);
+  llm_session_params p = KvFixture::params(64, LLM_KV_F16);
+  llm_session *b = nullptr;
+  EXPECT_EQ(llm_session_fork(a, &p, &b), LLM_ERR_INVALID_ARGUMENT);
+  EXPECT_MESSAGE("cannot copy a KV cache of type int8 into one of type f16");
+}
+
 }  // namespace
