@@ -85,7 +85,7 @@ asan_build() {
   [ -f "$build/tests/work/tiny-llama-code-f32.llm" ] && reuse="$PWD/$build/tests/work"
   cmake --preset asan -DLLM_TEST_REUSE_MODELS="$reuse" >/dev/null
   local targets=(llm_unit_tests llm_concurrency_tests llm_regression_tests llm_model_tests llm_c_api_test
-                 llm_hpp_test llm-cli example_stream example_stream_cpp)
+                 llm_hpp_test llm_default_model_tests llm-cli example_stream example_stream_cpp example_chat)
   [ -z "$reuse" ] && targets+=(llm-convert)
   cmake --build build-asan -j "$jobs" --target "${targets[@]}"
 }
@@ -98,7 +98,8 @@ tsan_build() {
 tsan_test() { ctest --preset tsan; }
 
 valgrind_c_api() {
-  local exe="$build/tests/llm_c_api_test" model="$build/tests/work/tiny-llama-code-f32.llm"
+  # The bf16 file: half the bytes of the f32 one to hash and read under memcheck.
+  local exe="$build/tests/llm_c_api_test" model="$build/tests/work/tiny-llama-code-bf16.llm"
   if [ ! -x "$exe" ] || [ ! -f "$model" ]; then
     echo "valgrind: SKIPPED ($exe or $model missing: run scripts/test.sh first)"
     return 0
