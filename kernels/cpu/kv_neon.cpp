@@ -4,6 +4,7 @@
 
 #include "kernels/cpu/kernels_impl.h"
 #include "kernels/cpu/kv.h"
+#include "kernels/cpu/kv_impl.h"
 #include "kernels/cpu/neon_util.h"
 
 namespace llm::cpu::detail {
@@ -120,33 +121,10 @@ struct Q4 {
   }
 };
 
-template <class R>
-void dot_rows(const float *q, const uint8_t *rows, size_t row_bytes, int64_t n, int64_t hd, float scale,
-              float *out) {
-  for (int64_t j = 0; j < n; ++j) out[j] = R::dot(q, rows + j * row_bytes, hd) * scale;
-}
-
-template <class R>
-void axpy_rows(const float *p, const uint8_t *rows, size_t row_bytes, int64_t n, int64_t hd, float *acc) {
-  for (int64_t j = 0; j < n; ++j) R::axpy(p[j], rows + j * row_bytes, hd, acc);
-}
-
-template <class R>
-KvRowOps ops() {
-  return {dot_rows<R>, axpy_rows<R>};
-}
-
 }  // namespace
 
 KvRowOps kv_row_ops_neon(KvType t) {
-  switch (t) {
-    case KvType::F32: return ops<Dense<WF32>>();
-    case KvType::F16: return ops<Dense<WF16>>();
-    case KvType::BF16: return ops<Dense<WBF16>>();
-    case KvType::Q8: return ops<Q8>();
-    case KvType::Q4: return ops<Q4>();
-  }
-  return kv_row_ops_scalar(t);
+  return kv_rows::table<Dense<WF32>, Dense<WF16>, Dense<WBF16>, Q8, Q4>(t);
 }
 
 }  // namespace llm::cpu::detail
