@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Optional, TypeVar, Union
 
 from . import capi as _capi
 from ._errors import InvalidArgumentError, Status
-from ._util import check, int32, uint64
+from ._util import HandleUse, check, int32, uint64
 
 if TYPE_CHECKING:
     from ._model import Model
@@ -111,29 +111,6 @@ class KvPoolInfo:
         return self.n_pages - self.pages_used - self.pages_committed
 
 
-class _PoolUse:
-    """Keeps the pool's handle alive across one C call (see KvPool._maybe_free)."""
-
-    __slots__ = ("pool",)
-
-    def __init__(self, pool: KvPool) -> None:
-        self.pool = pool
-
-    def __enter__(self) -> int:
-        p = self.pool
-        with p._state:
-            if p._closed or p._handle is None:
-                raise InvalidArgumentError(Status.INVALID_ARGUMENT, "the KV pool is closed")
-            p._ops += 1
-            return p._handle
-
-    def __exit__(self, *exc: object) -> None:
-        p = self.pool
-        with p._state:
-            p._ops -= 1
-        p._maybe_free()
-
-
 class KvPool:
     """A pool of KV-cache pages shared by sessions of one model (``llm_kv_pool``).
 
@@ -205,8 +182,9 @@ class KvPool:
         _capi.lib().llm_kv_pool_free(handle)
         self._model._detach(self)
 
-    def _use(self) -> _PoolUse:
-        return _PoolUse(self)
+    def _use(self) -> HandleUse:
+        """Keeps the handle alive across one C call (see _maybe_free)."""
+        return HandleUse(self, "KV pool")
 
     def __enter__(self) -> KvPool:
         return self

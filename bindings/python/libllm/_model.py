@@ -10,12 +10,12 @@ import threading
 import weakref
 from ctypes import byref, c_size_t, c_uint64, c_void_p, sizeof
 from types import TracebackType
-from typing import TYPE_CHECKING, Iterator, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Optional, Sequence, TypeVar, Union
 
 from . import capi as _capi
 from ._errors import InvalidArgumentError, Status, UnsupportedError
 from ._kv import ContextPolicy, ContextPolicyLike, KvPool, KvType, KvTypeLike
-from ._util import TokenBuffer, TokenIds, c_string, check, int32, uint64
+from ._util import HandleUse, TokenBuffer, TokenIds, c_string, check, filled, int32, uint64
 
 if TYPE_CHECKING:
     from ._session import Session
@@ -98,38 +98,28 @@ class ModelInfo:
     weights_type: str = ""
 
 
-def _filled(info: ctypes.Structure, field: str) -> bool:
-    """Whether the library wrote `field`: it sets struct_size to the bytes it
-    filled, which is less than ours when it predates the field."""
-    f = getattr(type(info), field)
-    return bool(info.struct_size >= f.offset + f.size)
-
-
 def _str(value: Optional[bytes]) -> str:
     return value.decode("utf-8", "replace") if value else ""
 
 
-class _Use:
-    """Keeps the model's handle alive across one C call (see Model._maybe_free)."""
+_BufT = TypeVar("_BufT")
 
-    __slots__ = ("model",)
 
-    def __init__(self, model: Model) -> None:
-        self.model = model
-
-    def __enter__(self) -> int:
-        m = self.model
-        with m._state:
-            if m._closed or m._handle is None:
-                raise InvalidArgumentError(Status.INVALID_ARGUMENT, "the model is closed")
-            m._ops += 1
-            return m._handle
-
-    def __exit__(self, *exc: object) -> None:
-        m = self.model
-        with m._state:
-            m._ops -= 1
-        m._maybe_free()
+def _call_growing(
+    capacity: int, new: Callable[[int], _BufT], call: Callable[[_BufT, int, c_size_t], int]
+) -> tuple[_BufT, int]:
+    """``call(buf, capacity, n)`` with ``buf = new(capacity)``, again with a
+    larger buffer while the library answers BUFFER_TOO_SMALL with the size it
+    needs (in ``n``); returns the buffer and the size written."""
+    n = c_size_t()
+    while True:
+        buf = new(capacity)
+        st = call(buf, capacity, n)
+        if st == _BUFFER_TOO_SMALL and n.value > capacity:
+            capacity = n.value
+            continue
+        check(st)
+        return buf, n.value
 
 
 class Model:
@@ -199,9 +189,9 @@ class Model:
                 eos_token=info.eos_token,
                 vocab_only=bool(info.vocab_only),
                 decode_bytes_per_token=(
-                    info.decode_bytes_per_token if _filled(info, "decode_bytes_per_token") else 0
+                    info.decode_bytes_per_token if filled(info, "decode_bytes_per_token") else 0
                 ),
-                weights_type=_str(info.weights_type) if _filled(info, "weights_type") else "",
+                weights_type=_str(info.weights_type) if filled(info, "weights_type") else "",
             )
         except BaseException:
             lib.llm_model_free(self._handle)
@@ -236,8 +226,9 @@ class Model:
             handle, self._handle = self._handle, None
         _capi.lib().llm_model_free(handle)
 
-    def _use(self) -> _Use:
-        return _Use(self)
+    def _use(self) -> HandleUse:
+        """Keeps the handle alive across one C call (see _maybe_free)."""
+        return HandleUse(self, "model")
 
     def _attach(self, session: Union[Session, KvPool]) -> None:
         with self._state:
@@ -291,35 +282,29 @@ class Model:
         data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
         flags = _capi.TOKENIZE_DEFAULT if parse_special else _capi.TOKENIZE_PARSE_SPECIAL_OFF
         lib = _capi.lib()
-        capacity = len(data) + 8
-        n = c_size_t()
         with self._use() as h:
-            while True:
-                buf = (_capi.llm_token * capacity)()
-                st = lib.llm_tokenize_ex(
+            buf, n = _call_growing(
+                len(data) + 8,
+                lambda capacity: (_capi.llm_token * capacity)(),
+                lambda buf, capacity, n: lib.llm_tokenize_ex(
                     h, data, len(data), int(bool(add_special)), flags, buf, capacity, byref(n)
-                )
-                if st == _BUFFER_TOO_SMALL and n.value > capacity:
-                    capacity = n.value
-                    continue
-                check(st)
-                return buf[: n.value]
+                ),
+            )
+        return buf[:n]
 
     def detokenize_bytes(self, ids: TokenIds) -> bytes:
         """Like :meth:`detokenize`, as the raw bytes libllm produced."""
         tokens = TokenBuffer(ids)
         lib = _capi.lib()
-        capacity = 16 * tokens.n + 16
-        n = c_size_t()
         with self._use() as h:
-            while True:
-                buf = ctypes.create_string_buffer(capacity)
-                st = lib.llm_detokenize(h, tokens.ptr, tokens.n, buf, capacity, byref(n))
-                if st == _BUFFER_TOO_SMALL and n.value > capacity:
-                    capacity = n.value
-                    continue
-                check(st)
-                return buf.raw[: n.value]
+            buf, n = _call_growing(
+                16 * tokens.n + 16,
+                ctypes.create_string_buffer,
+                lambda buf, capacity, n: lib.llm_detokenize(
+                    h, tokens.ptr, tokens.n, buf, capacity, byref(n)
+                ),
+            )
+        return buf.raw[:n]
 
     def detokenize(self, ids: TokenIds) -> str:
         """Text of ``ids`` as Hugging Face's ``decode(ids)`` renders it
@@ -331,17 +316,13 @@ class Model:
         UTF-8 sequence). InvalidTokenError outside the vocabulary."""
         t = int32(token, "token")
         lib = _capi.lib()
-        capacity = 64
-        n = c_size_t()
         with self._use() as h:
-            while True:
-                buf = ctypes.create_string_buffer(capacity)
-                st = lib.llm_token_to_piece(h, t, buf, capacity, byref(n))
-                if st == _BUFFER_TOO_SMALL and n.value > capacity:
-                    capacity = n.value
-                    continue
-                check(st)
-                return buf.raw[: n.value]
+            buf, n = _call_growing(
+                64,
+                ctypes.create_string_buffer,
+                lambda buf, capacity, n: lib.llm_token_to_piece(h, t, buf, capacity, byref(n)),
+            )
+        return buf.raw[:n]
 
     def is_eog(self, token: int) -> bool:
         """Whether ``token`` ends generation for this model."""
@@ -383,19 +364,15 @@ class Model:
             arr[i].role = r
             arr[i].content = c
             total += len(r) + len(c)
-        capacity = 2 * total + 256
-        out_len = c_size_t()
         with self._use() as h:
-            while True:
-                buf = ctypes.create_string_buffer(capacity)
-                st = lib.llm_chat_apply_template(
-                    h, arr, n, int(bool(add_generation_prompt)), buf, capacity, byref(out_len)
-                )
-                if st == _BUFFER_TOO_SMALL and out_len.value > capacity:
-                    capacity = out_len.value
-                    continue
-                check(st)
-                return buf.raw[: out_len.value].decode("utf-8", "replace")
+            buf, out_len = _call_growing(
+                2 * total + 256,
+                ctypes.create_string_buffer,
+                lambda buf, capacity, out: lib.llm_chat_apply_template(
+                    h, arr, n, int(bool(add_generation_prompt)), buf, capacity, byref(out)
+                ),
+            )
+        return buf.raw[:out_len].decode("utf-8", "replace")
 
     # ---- sessions ---------------------------------------------------------------------
 

@@ -6,7 +6,6 @@ import atexit
 import collections
 import dataclasses
 import ctypes
-import operator
 import os
 import threading
 import weakref
@@ -27,7 +26,7 @@ from ._errors import (
     error_for,
 )
 from ._kv import ContextPolicy, ContextPolicyLike, KvPool, KvType, KvTypeLike
-from ._util import TokenBuffer, TokenIds, c_string, check, int32, uint64
+from ._util import TokenBuffer, TokenIds, as_int, c_string, check, filled, int32, uint64
 
 if TYPE_CHECKING:
     from ._model import Model, SessionSettings
@@ -37,13 +36,6 @@ Prompt = Union[str, bytes, Sequence[int], None]
 
 _KV_VALUES = frozenset(int(k) for k in KvType)
 _POLICY_VALUES = frozenset(int(p) for p in ContextPolicy)
-
-
-def operator_index(value: int, name: str) -> int:
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}") from None
 
 
 def _c_path(path: Union[str, os.PathLike[str]]) -> bytes:
@@ -341,11 +333,6 @@ class _Same:
 SAME_POOL = _Same()
 
 
-def _filled(info: ctypes.Structure, field: str) -> bool:
-    f = getattr(type(info), field)
-    return bool(info.struct_size >= f.offset + f.size)
-
-
 def decode_batch(sessions: Sequence[Session], tokens: TokenIds) -> None:
     """Evaluate one token in each of several sessions of one model with a
     single pass over the weights (``llm_decode_batch``): ``tokens[i]`` is
@@ -555,7 +542,7 @@ class Session:
         info.struct_size = sizeof(info)
         with self._call() as h:
             check(_capi.lib().llm_session_get_info(h, byref(info)))
-        v2 = _filled(info, "n_shifts")
+        v2 = filled(info, "n_shifts")
         return SessionInfo(
             n_ctx=info.n_ctx, n_batch=info.n_batch, n_tokens=info.n_tokens,
             kv_bytes=info.kv_bytes, memory_bytes=info.memory_bytes,
@@ -603,7 +590,7 @@ class Session:
         another session and the pool cannot back a copy of it.
         """
         _capi.require("llm_session_truncate", "Session.truncate")
-        n = operator_index(n_tokens, "n_tokens")
+        n = as_int(n_tokens, "n_tokens")
         if n < 0:
             raise InvalidArgumentError(Status.INVALID_ARGUMENT, f"n_tokens = {n} is negative")
         with self._call() as h:

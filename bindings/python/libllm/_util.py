@@ -1,11 +1,12 @@
-"""Small helpers shared by the model and session wrappers."""
+"""Small helpers shared by the model, KV pool and session wrappers."""
 
 from __future__ import annotations
 
 import array
 import ctypes
 import operator
-from typing import Iterable, Optional, Sequence, Union
+import threading
+from typing import Iterable, Optional, Protocol, Sequence, Union
 
 from . import capi as _capi
 from ._errors import InvalidArgumentError, InvalidTokenError, Status, error_for
@@ -25,24 +26,31 @@ def check(status: int) -> None:
 
 
 def int32(value: int, name: str) -> int:
-    v = _as_int(value, name)
+    v = as_int(value, name)
     if not INT32_MIN <= v <= INT32_MAX:
         raise InvalidArgumentError(Status.INVALID_ARGUMENT, f"{name} = {v} does not fit in int32")
     return v
 
 
 def uint64(value: int, name: str) -> int:
-    v = _as_int(value, name)
+    v = as_int(value, name)
     if not 0 <= v <= UINT64_MAX:
         raise InvalidArgumentError(Status.INVALID_ARGUMENT, f"{name} = {v} does not fit in uint64")
     return v
 
 
-def _as_int(value: int, name: str) -> int:
+def as_int(value: int, name: str) -> int:
     try:
         return operator.index(value)
     except TypeError:
         raise TypeError(f"{name} must be an int, not {type(value).__name__}") from None
+
+
+def filled(info: ctypes.Structure, field: str) -> bool:
+    """Whether the library wrote `field`: it sets struct_size to the bytes it
+    filled, which is less than ours when it predates the field."""
+    f = getattr(type(info), field)
+    return bool(info.struct_size >= f.offset + f.size)
 
 
 def c_string(value: Union[str, bytes], name: str) -> bytes:
@@ -76,3 +84,39 @@ class TokenBuffer:
         self.ptr: Optional[ctypes.Array[ctypes.c_int32]] = (
             (ctypes.c_int32 * self.n).from_buffer(self.data) if self.n else None
         )
+
+
+class _HandleOwner(Protocol):
+    """What HandleUse needs of a Model or KvPool."""
+
+    _state: threading.Lock
+    _closed: bool
+    _handle: Optional[int]
+    _ops: int
+
+    def _maybe_free(self) -> None: ...
+
+
+class HandleUse:
+    """Keeps an owner's handle alive across one C call (see its _maybe_free);
+    InvalidArgumentError "the <what> is closed" if it is closed."""
+
+    __slots__ = ("owner", "what")
+
+    def __init__(self, owner: _HandleOwner, what: str) -> None:
+        self.owner = owner
+        self.what = what
+
+    def __enter__(self) -> int:
+        o = self.owner
+        with o._state:
+            if o._closed or o._handle is None:
+                raise InvalidArgumentError(Status.INVALID_ARGUMENT, f"the {self.what} is closed")
+            o._ops += 1
+            return o._handle
+
+    def __exit__(self, *exc: object) -> None:
+        o = self.owner
+        with o._state:
+            o._ops -= 1
+        o._maybe_free()
