@@ -46,7 +46,7 @@ class CpuBackend final : public Backend {
   }
   void free(void *p) override { host_free(p); }
 
-  size_t attention_scratch_floats(int64_t n_ctx) const override {
+  size_t attention_scratch_floats(int64_t n_ctx, int64_t, int64_t, int64_t) const override {
     return static_cast<size_t>(pool_.size()) * static_cast<size_t>(scratch_stride(n_ctx));
   }
 
@@ -63,7 +63,7 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void rmsnorm(Act x, const Weight &w, float eps, Act out) override {
+  void rmsnorm(Act x, const Weight &w, float eps, Act out, void *) override {
     for (int64_t i = 0; i < x.rows; ++i)
       cpu::rmsnorm(x.data + i * x.stride, static_cast<const float *>(w.data), 1, x.cols, eps,
                    out.data + i * out.stride);
@@ -78,6 +78,19 @@ class CpuBackend final : public Backend {
     }
     cpu::matmul(pool_, x.data, x.rows, x.cols, x.stride, w.data, w.dtype, w.rows, b, out.data,
                 out.stride);
+  }
+
+  // Quantized weights: the input is quantized once for all of them.
+  void matmuls(Act x, const Product *products, int count, void *scratch) override {
+    bool all_quantized = true;
+    for (int i = 0; i < count; ++i) all_quantized = all_quantized && products[i].w->quantized();
+    if (!all_quantized) return Backend::matmuls(x, products, count, scratch);
+    cpu::quantize_acts(pool_, x.data, x.rows, x.cols, x.stride, scratch);
+    for (int i = 0; i < count; ++i) {
+      const Product &p = products[i];
+      const float *b = p.bias && p.bias->present() ? static_cast<const float *>(p.bias->data) : nullptr;
+      cpu::matmul_q(pool_, scratch, x.rows, quant_view(*p.w), b, p.out.data, p.out.stride);
+    }
   }
 
   void rope(Act x, int64_t n_heads, int64_t head_dim, const float *cos, const float *sin) override {
@@ -120,7 +133,7 @@ class CpuBackend final : public Backend {
         }
   }
 
-  void silu_mul(Act gate, Act up) override {
+  void silu_mul(Act gate, Act up, void *) override {
     for (int64_t i = 0; i < gate.rows; ++i)
       cpu::silu_mul(gate.data + i * gate.stride, up.data + i * up.stride, gate.cols);
   }

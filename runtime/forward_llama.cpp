@@ -14,18 +14,49 @@ void Session::observe(int layer, ActivationObserver::Site site, const Act &a) {
   if (observer_) observer_->observe(layer, site, a.data, a.rows, a.cols, a.stride);
 }
 
+namespace {
+// Ends a backend step on every way out of the forward pass.
+class StepScope {
+ public:
+  explicit StepScope(Backend &be) : be_(be) {}
+  ~StepScope() {
+    if (!ended_) be_.end_step(false);
+  }
+  void end() {
+    ended_ = true;
+    be_.end_step(true);
+  }
+
+ private:
+  Backend &be_;
+  bool ended_ = false;
+};
+}  // namespace
+
 void Session::forward(const int32_t *tokens, int64_t n, const Segment *segments, size_t n_segments,
                       bool want_all_logits, bool cancellable) {
   const HParams &h = model_.hparams();
   const ModelWeights &w = model_.weights();
   Backend &be = backend_;
   const float scale = 1.0f / std::sqrt(static_cast<float>(h.head_dim));
+  const int64_t half = h.head_dim / 2;
 
   Act x = x_.slice_rows(0, n), xb = xb_.slice_rows(0, n), q = q_.slice_rows(0, n),
       k = k_.slice_rows(0, n), v = v_.slice_rows(0, n), att = att_.slice_rows(0, n),
       gate = gate_.slice_rows(0, n), up = up_.slice_rows(0, n);
 
-  for (size_t s = 0; s < n_segments; ++s) compute_rope_tables(segments[s].row0, segments[s].pos0, segments[s].n);
+  for (size_t s = 0; s < n_segments; ++s) {
+    const Segment &sg = segments[s];
+    compute_rope_tables(sg.row0, sg.pos0, sg.n);
+    step_segments_[s] = StepSegment{sg.session->kv_.get(), sg.row0, sg.n, sg.pos0};
+  }
+  const Step step{backend_block_, tokens, n, rope_cos_, rope_sin_, half, step_segments_, n_segments};
+  if (cancellable && cancelled()) fail(LLM_ERR_CANCELLED, "evaluation cancelled");
+  StepScope scope(be);
+  if (be.begin_step(step)) {  // replayed: the logits are in logits_dev_
+    scope.end();
+    return;
+  }
   be.embed(w.token_embd, tokens, n, x);
 
   for (uint32_t il = 0; il < h.num_layers; ++il) {
@@ -34,42 +65,40 @@ void Session::forward(const int32_t *tokens, int64_t n, const Segment *segments,
 
     // Attention block. The products run over all rows at once; the cache is
     // per session.
-    be.rmsnorm(x, l.attn_norm, h.rms_norm_eps, xb);
+    be.rmsnorm(x, l.attn_norm, h.rms_norm_eps, xb, mm_scratch_);
     observe(il, ActivationObserver::AttnInput, xb);
-    be.matmul(xb, l.wq, &l.bq, q, mm_scratch_);
-    be.matmul(xb, l.wk, &l.bk, k, mm_scratch_);
-    be.matmul(xb, l.wv, &l.bv, v, mm_scratch_);
-    be.rope(q, h.num_heads, h.head_dim, rope_cos_, rope_sin_);
-    be.rope(k, h.num_kv_heads, h.head_dim, rope_cos_, rope_sin_);
+    const Product qkv[3] = {{&l.wq, &l.bq, q}, {&l.wk, &l.bk, k}, {&l.wv, &l.bv, v}};
+    be.matmuls(xb, qkv, 3, mm_scratch_);
     for (size_t s = 0; s < n_segments; ++s) {
       const Segment &sg = segments[s];
       const KvSequence &kv = *sg.session->kv_;
-      be.store_kv(kv, il, sg.pos0, k.slice_rows(sg.row0, sg.n), v.slice_rows(sg.row0, sg.n));
+      be.rope_store_kv(kv, il, sg.pos0, q.slice_rows(sg.row0, sg.n), k.slice_rows(sg.row0, sg.n),
+                       v.slice_rows(sg.row0, sg.n), h.num_heads, h.head_dim, rope_cos_ + sg.row0 * half,
+                       rope_sin_ + sg.row0 * half);
       be.attention(kv, il, q.slice_rows(sg.row0, sg.n), h.num_heads, sg.pos0, h.sliding_window, scale,
                    att.slice_rows(sg.row0, sg.n), sg.session->att_scratch_);
     }
     observe(il, ActivationObserver::AttnOutput, att);
-    be.matmul(att, l.wo, nullptr, xb, mm_scratch_);
-    be.add(x, xb);
+    be.matmul_add(att, l.wo, x, xb, mm_scratch_);
 
     // MLP block: down(silu(gate(x)) * up(x)).
-    be.rmsnorm(x, l.ffn_norm, h.rms_norm_eps, xb);
+    be.rmsnorm(x, l.ffn_norm, h.rms_norm_eps, xb, mm_scratch_);
     observe(il, ActivationObserver::FfnInput, xb);
-    be.matmul(xb, l.gate, nullptr, gate, mm_scratch_);
-    be.matmul(xb, l.up, nullptr, up, mm_scratch_);
-    be.silu_mul(gate, up);
+    const Product gate_up[2] = {{&l.gate, nullptr, gate}, {&l.up, nullptr, up}};
+    be.matmuls(xb, gate_up, 2, mm_scratch_);
+    be.silu_mul(gate, up, mm_scratch_);
     observe(il, ActivationObserver::FfnDownInput, gate);
-    be.matmul(gate, l.down, nullptr, xb, mm_scratch_);
-    be.add(x, xb);
+    be.matmul_add(gate, l.down, x, xb, mm_scratch_);
   }
 
   if (n_segments == 1) {
     // Output head over the rows whose logits are wanted.
     Act rows = want_all_logits ? x : x.slice_rows(n - 1, 1);
     Act normed = xb.slice_rows(0, rows.rows);
-    be.rmsnorm(rows, w.output_norm, h.rms_norm_eps, normed);
+    be.rmsnorm(rows, w.output_norm, h.rms_norm_eps, normed, mm_scratch_);
     observe(-1, ActivationObserver::HeadInput, normed);
     be.matmul(normed, w.output, nullptr, logits_dev_.slice_rows(0, rows.rows), mm_scratch_);
+    scope.end();
     return;
   }
   // Several sessions, one row each: the head runs over all rows at once (one
@@ -77,7 +106,7 @@ void Session::forward(const int32_t *tokens, int64_t n, const Segment *segments,
   // (now free) MLP buffer; each row's slice goes to its session's logits.
   const int64_t vocab = h.vocab_size;
   Act normed = xb.slice_rows(0, n);
-  be.rmsnorm(x, w.output_norm, h.rms_norm_eps, normed);
+  be.rmsnorm(x, w.output_norm, h.rms_norm_eps, normed, mm_scratch_);
   const int64_t room = gate_.rows * gate_.stride / n;  // floats per row
   const int64_t slice = std::max<int64_t>(1, std::min(vocab, room));
   for (int64_t v0 = 0; v0 < vocab; v0 += slice) {
@@ -86,6 +115,7 @@ void Session::forward(const int32_t *tokens, int64_t n, const Segment *segments,
     be.matmul(normed, w.output.rows_view(v0, m), nullptr, out, mm_scratch_);
     for (int64_t i = 0; i < n; ++i) be.read(out.slice_rows(i, 1), segments[i].session->logits_ + v0);
   }
+  scope.end();
   for (size_t i = 0; i < n_segments; ++i) {
     segments[i].session->n_logits_valid_ = 1;
     segments[i].session->last_eval_n_ = 1;

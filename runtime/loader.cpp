@@ -24,9 +24,21 @@ std::string layer_tensor_name(uint32_t layer, const char *suffix) {
   return "blk." + std::to_string(layer) + "." + suffix;
 }
 
+// "cpu" -> -1; "cuda" / "cuda:N" -> N (0 by default).
+static int parse_device(const std::string &device) {
+  if (device == "cpu") return -1;
+  const std::string built = cuda_backend_built() ? "cpu, cuda, cuda:N" : "cpu";
+  if (device.rfind("cuda", 0) == 0 && cuda_backend_built()) {
+    if (device.size() == 4) return 0;
+    if (device[4] == ':' && device.size() > 5 && device.size() <= 8 &&
+        device.find_first_not_of("0123456789", 5) == std::string::npos)
+      return std::stoi(device.substr(5));
+  }
+  fail(LLM_ERR_UNSUPPORTED, "device \"" + device + "\" is not available (this build has: " + built + ")");
+}
+
 std::unique_ptr<Model> Model::load(const std::string &path, const ModelOptions &options) {
-  if (options.device != "cpu")
-    fail(LLM_ERR_UNSUPPORTED, "device \"" + options.device + "\" is not available (this build has: cpu)");
+  const int cuda_ordinal = parse_device(options.device);
   std::unique_ptr<Model> m(new Model());
   m->file_ = ModelFile::open(path, options.verify);
   try {
@@ -36,7 +48,7 @@ std::unique_ptr<Model> Model::load(const std::string &path, const ModelOptions &
       fail_format("tokenizer has " + std::to_string(m->tokenizer_->vocab_size()) +
                   " tokens but the model's vocabulary is " + std::to_string(m->hparams().vocab_size));
     m->pool_ = std::make_unique<ThreadPool>(options.n_threads);
-    m->backend_ = make_cpu_backend(*m->pool_);
+    m->backend_ = cuda_ordinal < 0 ? make_cpu_backend(*m->pool_) : make_cuda_backend(cuda_ordinal, *m->file_);
     if (!m->vocab_only()) {  // a vocab-only file's head_dim is unchecked and unused
       m->bind_weights();
       m->account_weights();

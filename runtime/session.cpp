@@ -65,7 +65,7 @@ uint64_t layout_backend(void *base, const Dims &dm, const SessionMemory &m, size
 struct HostBuffers {
   float *logits, *cos, *sin, *probs;
   int32_t *tokens, *ids;
-  char *piece, *segments;
+  char *piece, *segments, *step_segments;
 };
 uint64_t layout_host(void *base, const Dims &dm, const SessionMemory &m, size_t piece_cap,
                      HostBuffers *out) {
@@ -79,6 +79,7 @@ uint64_t layout_host(void *base, const Dims &dm, const SessionMemory &m, size_t 
   b.probs = c.take<float>(dm.vocab);
   b.piece = c.take<char>(piece_cap);
   b.segments = c.take<char>(static_cast<uint64_t>(m.n_batch) * sizeof(Session::Segment));
+  b.step_segments = c.take<char>(static_cast<uint64_t>(m.n_batch) * sizeof(StepSegment));
   if (out) *out = b;
   return c.used();
 }
@@ -131,7 +132,7 @@ SessionMemory plan_session_memory(const Model &model, const SessionOptions &o) {
   if (o.pool && g != kv_geometry(model, g.type)) fail_argument("the KV pool was made for another model");
   const int64_t pages = pages_for(m.n_ctx);
   m.kv_bytes = o.pool ? 0 : static_cast<uint64_t>(pages) * g.page_bytes();
-  m.backend_bytes = layout_backend(nullptr, dm, m, model.backend().attention_scratch_floats(m.n_ctx),
+  m.backend_bytes = layout_backend(nullptr, dm, m, model.backend().attention_scratch_floats(m.n_ctx, m.n_batch, h.num_heads, h.head_dim),
                                    matmul_scratch(model, m), nullptr);
   m.activation_bytes = m.backend_bytes;
   m.host_bytes = layout_host(nullptr, dm, m, piece_bytes_for(model), nullptr);
@@ -163,6 +164,7 @@ Session::Session(const Model &model, const SessionOptions &options, const Sessio
   kv_ = std::make_unique<KvSequence>(pool, mem_.n_ctx, options.policy == ContextPolicy::Stop,
                                      prefix ? prefix->kv_.get() : nullptr, prefix ? prefix->n_past_ : 0);
 
+  backend_.reserve_steps(mem_.n_batch, mem_.n_ctx);
   backend_block_ = backend_.alloc(mem_.backend_bytes);
   host_block_ = host_alloc(mem_.host_bytes, 64);
   if (!host_block_) {
@@ -170,7 +172,7 @@ Session::Session(const Model &model, const SessionOptions &options, const Sessio
     fail(LLM_ERR_OUT_OF_MEMORY, "cannot allocate " + std::to_string(mem_.host_bytes) + " bytes of host memory");
   }
   BackendBuffers bb;
-  layout_backend(backend_block_, dm, mem_, backend_.attention_scratch_floats(mem_.n_ctx),
+  layout_backend(backend_block_, dm, mem_, backend_.attention_scratch_floats(mem_.n_ctx, mem_.n_batch, h.num_heads, h.head_dim),
                  matmul_scratch(model, mem_), &bb);
   mm_scratch_ = bb.mm_scratch;
   auto act = [&](float *p, int64_t cols) { return Act{p, mem_.n_batch, cols, cols}; };
@@ -194,6 +196,7 @@ Session::Session(const Model &model, const SessionOptions &options, const Sessio
   tokens_ = hb.tokens;
   piece_buf_ = hb.piece;
   segments_ = reinterpret_cast<Segment *>(hb.segments);
+  step_segments_ = reinterpret_cast<StepSegment *>(hb.step_segments);
   try {
     sampler_ = std::make_unique<Sampler>(static_cast<int32_t>(dm.vocab), hb.ids, hb.probs);
     stream_ = std::make_unique<TextStream>(piece_cap_);

@@ -151,6 +151,7 @@ class Session {
   float *rope_cos_ = nullptr, *rope_sin_ = nullptr;  // n_batch x head_dim/2
   int32_t *tokens_ = nullptr;   // n_ctx
   Segment *segments_ = nullptr; // n_batch (decode_batch)
+  StepSegment *step_segments_ = nullptr;  // n_batch
   char *piece_buf_ = nullptr;
   size_t piece_cap_ = 0;
 

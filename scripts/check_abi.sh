@@ -54,7 +54,7 @@ if ! command -v abidiff >/dev/null; then
 fi
 scripts/install-deps.sh
 
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DLLM_TESTS=OFF -DLLM_MIMALLOC=OFF >/dev/null
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DLLM_TESTS=OFF -DLLM_MIMALLOC=OFF -DLLM_CUDA=OFF >/dev/null
 cmake --build "$build" -j "$(nproc 2>/dev/null || echo 2)" --target llm
 lib="$build/libllm.so"
 

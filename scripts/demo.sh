@@ -14,7 +14,7 @@ if [ ! -f "$model_dir/config.json" ]; then
   exit 1
 fi
 jobs=$(nproc 2>/dev/null || echo 2)
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DLLM_CUDA_ARCHITECTURES="${LLM_CUDA_ARCHITECTURES:-90}" >/dev/null
 cmake --build build -j "$jobs" --target llm-cli llm-convert
 out=build/$(basename "$model_dir").llm
 ./build/llm-convert "$model_dir" -o "$out" --dtype bf16

@@ -64,7 +64,7 @@ qemu=$(command -v qemu-aarch64-static || command -v qemu-aarch64)
 
 jobs=$(nproc 2>/dev/null || echo 2)
 cmake -S . -B "$build" -DCMAKE_TOOLCHAIN_FILE=toolchains/aarch64-linux-gnu.cmake \
-  -DCMAKE_BUILD_TYPE=Release -DLLM_TESTS=ON -DLLM_MIMALLOC=OFF >/dev/null
+  -DCMAKE_BUILD_TYPE=Release -DLLM_TESTS=ON -DLLM_MIMALLOC=OFF -DLLM_CUDA=OFF >/dev/null
 # Only what runs here: the unit test binary (it links the library's objects)
 # and the shared library (its exported symbols are checked below).
 cmake --build "$build" -j "$jobs" --target llm_unit_tests llm
@@ -109,7 +109,7 @@ LLM_TEST_EXPECT_BEST=neon run cortex-a53 --gtest_filter='Isa.*:MatmulQ.PanelsTai
 if [ "${LLM_AARCH64_MODEL_TESTS:-0}" = 1 ]; then
   host=${LLM_HOST_BUILD:-build}
   if [ ! -x "$host/llm-convert" ]; then
-    cmake -S . -B "$host" -DCMAKE_BUILD_TYPE=Release >/dev/null
+    cmake -S . -B "$host" -DCMAKE_BUILD_TYPE=Release -DLLM_CUDA=OFF >/dev/null
     cmake --build "$host" -j "$jobs" --target llm-convert
   fi
   cmake --build "$build" -j "$jobs" --target llm_model_tests

@@ -4,9 +4,8 @@
 # UNTESTED: no Jetson board, JetPack sysroot or CUDA cross toolkit was
 # available where this file was written. The CPU part is the same as
 # toolchains/aarch64-linux-gnu.cmake (which is tested: cross build + qemu
-# in CI); the CUDA part only sets up paths, because libllm has no CUDA
-# backend yet (LLM_CUDA=ON stops at configure time). Configure with
-# -DLLM_CUDA=OFF until the backend exists.
+# in CI); the CUDA backend (docs/cuda.md) builds for sm_87 (Orin) and, with
+# a CUDA 12 toolkit (JetPack 5), sm_72 (Xavier).
 #
 # Setup (JetPack 6 / L4T r36, Ubuntu 22.04 host; names change with releases):
 #  1. Host compiler: apt-get install g++-aarch64-linux-gnu
@@ -22,12 +21,12 @@
 #     (apt-get install libflatbuffers-dev libxxhash-dev libpcre2-dev
 #     libutf8proc-dev nlohmann-json3-dev) so the sysroot has them.
 #  4. cmake -S . -B build-jetson -DCMAKE_TOOLCHAIN_FILE=toolchains/jetson.cmake \
-#        -DLLM_SYSROOT=$HOME/jetson-rootfs -DLLM_MIMALLOC=OFF -DLLM_CUDA=OFF
+#        -DLLM_SYSROOT=$HOME/jetson-rootfs -DLLM_MIMALLOC=OFF -DLLM_CUDA=ON
 #     (flatc runs on the host: apt-get install flatbuffers-compiler)
 #
-# CUDA variables set here for the future backend: CMAKE_CUDA_COMPILER (the
-# host nvcc), CMAKE_CUDA_HOST_COMPILER (the aarch64 g++),
-# CMAKE_CUDA_ARCHITECTURES (Orin: 87, Xavier: 72) and the target library
+# CUDA variables set here: CMAKE_CUDA_COMPILER (the host nvcc),
+# CMAKE_CUDA_HOST_COMPILER (the aarch64 g++), LLM_CUDA_ARCHITECTURES (Orin:
+# 87; add 72 for Xavier with a CUDA 12 toolkit) and the target library
 # directory, where find_package(CUDAToolkit) looks when cross-compiling.
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR aarch64)
@@ -56,7 +55,7 @@ set(LLM_CUDA_TARGET_DIR "${LLM_CUDA_HOST_ROOT}/targets/aarch64-linux" CACHE PATH
     "aarch64 CUDA headers and libraries (cuda-cross-aarch64 package)")
 set(CMAKE_CUDA_COMPILER "${LLM_CUDA_HOST_ROOT}/bin/nvcc" CACHE FILEPATH "")
 set(CMAKE_CUDA_HOST_COMPILER "${CMAKE_CXX_COMPILER}" CACHE FILEPATH "")
-set(CMAKE_CUDA_ARCHITECTURES "87;72" CACHE STRING "Orin (sm_87), Xavier (sm_72)")
+set(LLM_CUDA_ARCHITECTURES "87" CACHE STRING "Orin (sm_87); add 72 (Xavier) with a CUDA 12 toolkit")
 set(CUDAToolkit_ROOT "${LLM_CUDA_TARGET_DIR}" CACHE PATH "")
 list(APPEND CMAKE_FIND_ROOT_PATH "${LLM_CUDA_TARGET_DIR}")
 

@@ -1,0 +1,385 @@
+// KV cache and attention kernels: RoPE fused with storing K and V rows in the
+// cache's row format, split-K ("flash-decoding") attention over the paged
+// cache with an online softmax, and the context shift's key re-rotation.
+//
+// Attention: one block of four warps per (query head, query row, key split);
+// a decode step splits the context into pieces of 128 positions.
+// Each warp takes 32 keys at a time, one per lane: the lane computes its key's
+// full dot product with the query (held in shared memory), the warp updates
+// its running max and sum, then accumulates the 32 value rows with each lane
+// owning head_dim / 32 of the output. The warps and then the splits are
+// merged with their max-corrected sums. Rotated KV types (Q8, Q4) rotate the
+// query once and the output once (kernels/cpu/kv.h).
+#include <cmath>
+
+#include "kernels/cuda/common.cuh"
+
+namespace llm::cuda {
+namespace {
+
+constexpr int kAttnWarps = 4;
+constexpr int kMaxLaneDims = kMaxHeadDim / 32;
+
+__device__ __forceinline__ bool rotated(KvFormat f) { return f == KvFormat::Q8 || f == KvFormat::Q4; }
+
+__device__ __forceinline__ uint16_t to_f16_bits(float v) { return __half_as_ushort(__float2half_rn(v)); }
+__device__ __forceinline__ float f16_round(float v) { return __half2float(__float2half_rn(v)); }
+
+// Encodes the row held in shared memory `buf` (head_dim values; rotated in
+// place first for Q8 / Q4) into dst, as kernels/cpu/kv.cpp kv_quantize_row.
+// Called by every thread of the block.
+__device__ void store_row(KvFormat f, float *buf, int hd, uint8_t *dst, float *red) {
+  if (rotated(f)) fwht_shared(buf, hd);
+  switch (f) {
+    case KvFormat::F32:
+      for (int t = threadIdx.x; t < hd; t += blockDim.x) reinterpret_cast<float *>(dst)[t] = buf[t];
+      return;
+    case KvFormat::F16:
+      for (int t = threadIdx.x; t < hd; t += blockDim.x) reinterpret_cast<uint16_t *>(dst)[t] = to_f16_bits(buf[t]);
+      return;
+    case KvFormat::BF16:
+      for (int t = threadIdx.x; t < hd; t += blockDim.x)
+        reinterpret_cast<uint16_t *>(dst)[t] = __bfloat16_as_ushort(__float2bfloat16_rn(buf[t]));
+      return;
+    case KvFormat::Q8: {
+      float amax = 0.0f;
+      for (int t = threadIdx.x; t < hd; t += blockDim.x) amax = fmaxf(amax, fabsf(buf[t]));
+      amax = block_max(amax, red);
+      const float dq = fminf(amax / 127.0f, 65504.0f);
+      const float d = f16_round(dq);
+      const float id = d != 0.0f ? 1.0f / d : 0.0f;
+      for (int t = threadIdx.x; t < hd; t += blockDim.x)
+        dst[t] = static_cast<uint8_t>(static_cast<int8_t>(fminf(fmaxf(rintf(buf[t] * id), -127.0f), 127.0f)));
+      if (threadIdx.x == 0) *reinterpret_cast<uint16_t *>(dst + hd) = to_f16_bits(dq);
+      return;
+    }
+    case KvFormat::Q4: {
+      const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+      for (int g = warp; g < hd / 32; g += nw) {
+        const float v = buf[g * 32 + lane];
+        // The value of largest magnitude, the first of equals (as the CPU).
+        float best = fabsf(v);
+        int idx = lane;
+        for (int o = 16; o > 0; o >>= 1) {
+          const float ob = __shfl_xor_sync(0xffffffffu, best, o);
+          const int oi = __shfl_xor_sync(0xffffffffu, idx, o);
+          if (ob > best || (ob == best && oi < idx)) best = ob, idx = oi;
+        }
+        const float m = buf[g * 32 + idx];
+        const float dq = fminf(fmaxf(m / -8.0f, -65504.0f), 65504.0f);
+        const float d = f16_round(dq);
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const int qv = static_cast<int>(fminf(fmaxf(rintf(v * id), -8.0f), 7.0f)) + 8;
+        const int hi = __shfl_down_sync(0xffffffffu, qv, 16);
+        if (lane < 16) dst[g * 16 + lane] = static_cast<uint8_t>(qv | (hi << 4));
+        if (lane == 0) *reinterpret_cast<uint16_t *>(dst + hd / 2 + 2 * g) = to_f16_bits(dq);
+      }
+      return;
+    }
+  }
+}
+
+__device__ __forceinline__ void rope_pair(float *x, int t, int half, float c, float s) {
+  const float x1 = x[t], x2 = x[t + half];
+  x[t] = x1 * c - x2 * s;
+  x[t + half] = x2 * c + x1 * s;
+}
+
+__global__ void rope_store_kernel(KvLayer kv, const int32_t *staging, int seg, float *q, int64_t ldq, float *k,
+                                  int64_t ldk, const float *v, int64_t ldv, int n_heads, const float *cos,
+                                  const float *sin) {
+  pdl_begin();
+  __shared__ float buf[kMaxHeadDim];
+  __shared__ float red[32];
+  const SegmentDesc sd = reinterpret_cast<const SegmentDesc *>(staging)[seg];
+  const int i = blockIdx.x, slot = blockIdx.y, hd = kv.head_dim, half = hd / 2;
+  const float *c = cos ? cos + static_cast<int64_t>(i) * half : nullptr;
+  const float *s = sin ? sin + static_cast<int64_t>(i) * half : nullptr;
+  if (slot < n_heads) {
+    float *x = q + i * ldq + static_cast<int64_t>(slot) * hd;
+    for (int t = threadIdx.x; t < half; t += blockDim.x) rope_pair(x, t, half, c[t], s[t]);
+    return;
+  }
+  const int h = slot - n_heads;
+  float *x = k + i * ldk + static_cast<int64_t>(h) * hd;
+  for (int t = threadIdx.x; t < half; t += blockDim.x) {
+    if (cos) rope_pair(x, t, half, c[t], s[t]);
+    buf[t] = x[t];
+    buf[t + half] = x[t + half];
+  }
+  __syncthreads();
+  const int64_t pos = sd.pos0 + i;
+  const int32_t *pages = staging + sd.pages_off;
+  store_row(kv.format, buf, hd, const_cast<uint8_t *>(kv_row(kv, pages, 0, h, pos)), red);
+  __syncthreads();
+  for (int t = threadIdx.x; t < hd; t += blockDim.x) buf[t] = v[i * ldv + static_cast<int64_t>(h) * hd + t];
+  __syncthreads();
+  store_row(kv.format, buf, hd, const_cast<uint8_t *>(kv_row(kv, pages, 1, h, pos)), red);
+}
+
+__global__ void rope_kernel(float *x, int64_t ldx, int n_heads, int hd, const float *cos, const float *sin) {
+  pdl_begin();
+  const int i = blockIdx.x, h = blockIdx.y, half = hd / 2;
+  float *xh = x + i * ldx + static_cast<int64_t>(h) * hd;
+  for (int t = threadIdx.x; t < half; t += blockDim.x)
+    rope_pair(xh, t, half, cos[static_cast<int64_t>(i) * half + t], sin[static_cast<int64_t>(i) * half + t]);
+}
+
+// NT: value dimensions per lane, ceil(head_dim / 32) rounded up to a
+// specialization (2 for 64, 4 for 128, else kMaxLaneDims).
+template <KvFormat F, int NT>
+__global__ void __launch_bounds__(kAttnWarps * 32)
+    attention_kernel(KvLayer kv, const int32_t *staging, int seg, const float *q, int64_t ldq, int n_heads,
+                     int64_t window, float scale, float *out, int64_t ldo, float *partial, int n_splits,
+                     int64_t split_len) {
+  pdl_begin();
+  __shared__ __align__(16) float qs[kMaxHeadDim];
+  __shared__ float wacc[kAttnWarps][kMaxHeadDim];
+  __shared__ float wm[kAttnWarps], wl[kAttnWarps];
+  const SegmentDesc sd = reinterpret_cast<const SegmentDesc *>(staging)[seg];
+  const int h = blockIdx.x, i = blockIdx.y, split = blockIdx.z;
+  const int hd = kv.head_dim, kvh = h / (n_heads / kv.n_kv_heads);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t p = sd.pos0 + i;
+  int64_t lo = window > 0 ? max(int64_t{0}, p - window + 1) : 0;
+  lo = max(lo, split * split_len);
+  const int64_t hi = min(p, (split + 1) * split_len - 1);
+  const int32_t *pages = staging + sd.pages_off;
+
+  for (int t = threadIdx.x; t < hd; t += blockDim.x) qs[t] = q[i * ldq + static_cast<int64_t>(h) * hd + t];
+  __syncthreads();
+  if (rotated(F)) fwht_shared(qs, hd);
+
+  float m = -INFINITY, l = 0.0f, acc[NT];
+#pragma unroll
+  for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
+  for (int64_t base = lo + warp * 32; base <= hi; base += kAttnWarps * 32) {
+    const int64_t j = base + lane;
+    const bool valid = j <= hi;
+    float sc = -INFINITY;
+    // Each lane looks up its own key's rows once; the value loop below
+    // receives them by shuffle, so its loads do not wait on the page table.
+    const uint8_t *my_v = valid ? kv_row(kv, pages, 1, kvh, j) : nullptr;
+    if (valid) {
+      const uint8_t *kr = kv_row(kv, pages, 0, kvh, j);
+      float dot = 0.0f;
+      for (int c = 0; c < hd; c += 8) {
+        float kv8[8];
+        kv_load8<F>(kr, c, hd, kv8);
+        const float4 qa = *reinterpret_cast<const float4 *>(qs + c);
+        const float4 qb = *reinterpret_cast<const float4 *>(qs + c + 4);
+        dot += qa.x * kv8[0] + qa.y * kv8[1] + qa.z * kv8[2] + qa.w * kv8[3] + qb.x * kv8[4] + qb.y * kv8[5] +
+               qb.z * kv8[6] + qb.w * kv8[7];
+      }
+      sc = dot * scale;
+    }
+    const float mn = fmaxf(m, warp_max(sc));
+    const float pr = valid ? expf(sc - mn) : 0.0f;
+    const float corr = expf(m - mn);
+    l = l * corr + warp_sum(pr);
+#pragma unroll
+    for (int t = 0; t < NT; ++t) acc[t] *= corr;
+    const int cnt = static_cast<int>(min(int64_t{32}, hi - base + 1));
+#pragma unroll 4
+    for (int kk = 0; kk < cnt; ++kk) {
+      const float pk = __shfl_sync(0xffffffffu, pr, kk);
+      const uint8_t *vr = reinterpret_cast<const uint8_t *>(
+          __shfl_sync(0xffffffffu, reinterpret_cast<unsigned long long>(my_v), kk));
+#pragma unroll
+      for (int t = 0; t < NT; ++t) {
+        const int d = lane + 32 * t;
+        if (d < hd) acc[t] += pk * kv_elem<F>(vr, d, hd);
+      }
+    }
+    m = mn;
+  }
+  if (lane == 0) wm[warp] = m, wl[warp] = l;
+#pragma unroll
+  for (int t = 0; t < NT; ++t) {
+    const int d = lane + 32 * t;
+    if (d < hd) wacc[warp][d] = acc[t];
+  }
+  __syncthreads();
+  float M = wm[0];
+  for (int w = 1; w < kAttnWarps; ++w) M = fmaxf(M, wm[w]);
+  float f[kAttnWarps], L = 0.0f;
+  for (int w = 0; w < kAttnWarps; ++w) {
+    f[w] = wm[w] == -INFINITY ? 0.0f : expf(wm[w] - M);
+    L += wl[w] * f[w];
+  }
+  if (n_splits > 1) {
+    float *pp = partial + ((static_cast<int64_t>(i) * n_heads + h) * n_splits + split) * (hd + 2);
+    if (threadIdx.x == 0) pp[0] = M, pp[1] = L;
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+      float a = 0.0f;
+      for (int w = 0; w < kAttnWarps; ++w) a += wacc[w][d] * f[w];
+      pp[2 + d] = a;
+    }
+    return;
+  }
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    float a = 0.0f;
+    for (int w = 0; w < kAttnWarps; ++w) a += wacc[w][d] * f[w];
+    qs[d] = a / L;
+  }
+  if (rotated(F)) fwht_shared(qs, hd);
+  __syncthreads();
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) out[i * ldo + static_cast<int64_t>(h) * hd + d] = qs[d];
+}
+
+__global__ void combine_kernel(const float *partial, int n_heads, int hd, int n_splits, bool rot, float *out,
+                               int64_t ldo) {
+  pdl_begin();
+  __shared__ float buf[kMaxHeadDim];
+  const int h = blockIdx.x, i = blockIdx.y;
+  const float *pp = partial + (static_cast<int64_t>(i) * n_heads + h) * n_splits * (hd + 2);
+  float M = -INFINITY;
+  for (int s = 0; s < n_splits; ++s) M = fmaxf(M, pp[s * (hd + 2)]);
+  float L = 0.0f;
+  for (int s = 0; s < n_splits; ++s) {
+    const float ms = pp[s * (hd + 2)];
+    if (ms != -INFINITY) L += pp[s * (hd + 2) + 1] * expf(ms - M);
+  }
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    float a = 0.0f;
+    for (int s = 0; s < n_splits; ++s) {
+      const float ms = pp[s * (hd + 2)];
+      if (ms != -INFINITY) a += pp[s * (hd + 2) + 2 + d] * expf(ms - M);
+    }
+    buf[d] = a / L;
+  }
+  __syncthreads();
+  if (rot) fwht_shared(buf, hd);
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) out[i * ldo + static_cast<int64_t>(h) * hd + d] = buf[d];
+}
+
+template <KvFormat F>
+__device__ void load_row(const uint8_t *row, int hd, float *buf) {
+  for (int t = threadIdx.x; t < hd; t += blockDim.x) buf[t] = kv_elem<F>(row, t, hd);
+}
+
+__global__ void kv_shift_kernel(KvLayer kv, int64_t layer_stride, const int32_t *pages, int64_t dst, int64_t src,
+                                int64_t first, const float *cos, const float *sin) {
+  pdl_begin();
+  __shared__ float buf[kMaxHeadDim];
+  __shared__ float red[32];
+  const int64_t i = first + blockIdx.x;
+  kv.layer_off = blockIdx.y * layer_stride;
+  const int h = blockIdx.z, hd = kv.head_dim, half = hd / 2;
+  const uint8_t *ks = kv_row(kv, pages, 0, h, src + i);
+  switch (kv.format) {
+    case KvFormat::F32: load_row<KvFormat::F32>(ks, hd, buf); break;
+    case KvFormat::F16: load_row<KvFormat::F16>(ks, hd, buf); break;
+    case KvFormat::BF16: load_row<KvFormat::BF16>(ks, hd, buf); break;
+    case KvFormat::Q8: load_row<KvFormat::Q8>(ks, hd, buf); break;
+    case KvFormat::Q4: load_row<KvFormat::Q4>(ks, hd, buf); break;
+  }
+  __syncthreads();
+  if (rotated(kv.format)) fwht_shared(buf, hd);
+  for (int t = threadIdx.x; t < half; t += blockDim.x) rope_pair(buf, t, half, cos[t], sin[t]);
+  __syncthreads();
+  store_row(kv.format, buf, hd, const_cast<uint8_t *>(kv_row(kv, pages, 0, h, dst + i)), red);
+  const uint8_t *vs = kv_row(kv, pages, 1, h, src + i);
+  uint8_t *vd = const_cast<uint8_t *>(kv_row(kv, pages, 1, h, dst + i));
+  for (int t = threadIdx.x; t < kv.row_bytes; t += blockDim.x) vd[t] = vs[t];
+}
+
+template <KvFormat F>
+void launch_attention(dim3 grid, const KvLayer &kv, const int32_t *staging, int seg, const float *q, int64_t ldq,
+                      int n_heads, int64_t window, float scale, float *out, int64_t ldo, float *partial,
+                      int n_splits, int64_t split_len, cudaStream_t s) {
+  if (kv.head_dim == 64)
+    launch(attention_kernel<F, 2>, grid, kAttnWarps * 32, s, kv, staging, seg, q, ldq, n_heads, window, scale, out,
+           ldo, partial, n_splits, split_len);
+  else if (kv.head_dim == 128)
+    launch(attention_kernel<F, 4>, grid, kAttnWarps * 32, s, kv, staging, seg, q, ldq, n_heads, window, scale, out,
+           ldo, partial, n_splits, split_len);
+  else
+    launch(attention_kernel<F, kMaxLaneDims>, grid, kAttnWarps * 32, s, kv, staging, seg, q, ldq, n_heads, window,
+           scale, out, ldo, partial, n_splits, split_len);
+}
+
+int64_t split_length(int64_t n_ctx, int n_splits) { return (n_ctx + n_splits - 1) / n_splits; }
+
+}  // namespace
+
+void rope_store_kv(const KvLayer &kv, const int32_t *staging, int seg, float *q, int64_t ldq, float *k, int64_t ldk,
+                   const float *v, int64_t ldv, int64_t rows, int64_t n_heads, const float *cos, const float *sin,
+                   cudaStream_t s) {
+  const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(n_heads + kv.n_kv_heads));
+  launch(rope_store_kernel, grid, 64, s, kv, staging, seg, q, ldq, k, ldk, v, ldv, static_cast<int>(n_heads), cos,
+                                        sin);
+  LLM_CUDA_LAUNCH_CHECK();
+}
+
+void rope(float *x, int64_t ldx, int64_t rows, int64_t n_heads, int64_t head_dim, const float *cos, const float *sin,
+          cudaStream_t s) {
+  launch(rope_kernel, dim3(static_cast<unsigned>(rows), static_cast<unsigned>(n_heads)), 64, s, 
+      x, ldx, static_cast<int>(n_heads), static_cast<int>(head_dim), cos, sin);
+  LLM_CUDA_LAUNCH_CHECK();
+}
+
+int attention_splits(int64_t rows, int64_t n_ctx) {
+  if (rows > kGemvMaxRows) return 1;
+  const int64_t s = (n_ctx + 127) / 128;  // 128 keys per split: one chunk of 32 per warp
+  return static_cast<int>(s < 1 ? 1 : s > 64 ? 64 : s);
+}
+
+size_t attention_partial_floats(int64_t rows, int64_t n_heads, int64_t head_dim, int64_t n_ctx) {
+  const int64_t r = rows < kGemvMaxRows ? rows : kGemvMaxRows;
+  const int splits = attention_splits(r, n_ctx);
+  return splits > 1 ? static_cast<size_t>(r * n_heads * splits * (head_dim + 2)) : 0;
+}
+
+void attention(const KvLayer &kv, const int32_t *staging, int seg, const float *q, int64_t ldq, int64_t rows,
+               int64_t n_heads, int64_t n_ctx, int64_t window, float scale, float *out, int64_t ldo, float *partial,
+               cudaStream_t s) {
+  const int n_splits = attention_splits(rows, n_ctx);
+  const int64_t split_len = split_length(n_ctx, n_splits);
+  const dim3 grid(static_cast<unsigned>(n_heads), static_cast<unsigned>(rows), static_cast<unsigned>(n_splits));
+  const int nh = static_cast<int>(n_heads);
+  switch (kv.format) {
+    case KvFormat::F32:
+      launch_attention<KvFormat::F32>(grid, kv, staging, seg, q, ldq, nh, window, scale, out, ldo, partial, n_splits,
+                                      split_len, s);
+      break;
+    case KvFormat::F16:
+      launch_attention<KvFormat::F16>(grid, kv, staging, seg, q, ldq, nh, window, scale, out, ldo, partial, n_splits,
+                                      split_len, s);
+      break;
+    case KvFormat::BF16:
+      launch_attention<KvFormat::BF16>(grid, kv, staging, seg, q, ldq, nh, window, scale, out, ldo, partial,
+                                       n_splits, split_len, s);
+      break;
+    case KvFormat::Q8:
+      launch_attention<KvFormat::Q8>(grid, kv, staging, seg, q, ldq, nh, window, scale, out, ldo, partial, n_splits,
+                                     split_len, s);
+      break;
+    case KvFormat::Q4:
+      launch_attention<KvFormat::Q4>(grid, kv, staging, seg, q, ldq, nh, window, scale, out, ldo, partial, n_splits,
+                                     split_len, s);
+      break;
+  }
+  LLM_CUDA_LAUNCH_CHECK();
+  if (n_splits > 1) {
+    const bool rot = kv.format == KvFormat::Q8 || kv.format == KvFormat::Q4;
+    launch(combine_kernel, dim3(static_cast<unsigned>(n_heads), static_cast<unsigned>(rows)), 128, s, 
+        partial, nh, kv.head_dim, n_splits, rot, out, ldo);
+    LLM_CUDA_LAUNCH_CHECK();
+  }
+}
+
+void kv_shift(const KvLayer &layer0, int64_t n_layers, int64_t layer_stride, const int32_t *pages, int64_t dst,
+              int64_t src, int64_t n, const float *cos, const float *sin, cudaStream_t s) {
+  // Chunks of (src - dst) positions: a chunk writes only rows whose sources
+  // earlier chunks have already read.
+  const int64_t chunk = src - dst;
+  for (int64_t first = 0; first < n; first += chunk) {
+    const int64_t m = n - first < chunk ? n - first : chunk;
+    const dim3 grid(static_cast<unsigned>(m), static_cast<unsigned>(n_layers), static_cast<unsigned>(layer0.n_kv_heads));
+    launch(kv_shift_kernel, grid, 64, s, layer0, layer_stride, pages, dst, src, first, cos, sin);
+    LLM_CUDA_LAUNCH_CHECK();
+  }
+}
+
+}  // namespace llm::cuda

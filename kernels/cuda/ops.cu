@@ -1,0 +1,285 @@
+// Element-wise and row kernels: embedding lookup, RMSNorm, SwiGLU, residual
+// add, input preparation for the products, weight dequantization, argmax.
+#include <cfloat>
+
+#include "kernels/cuda/common.cuh"
+
+namespace llm::cuda {
+namespace {
+
+// Element c of row r of a weight, dequantized.
+__device__ __forceinline__ float weight_elem(const DevWeight &w, int64_t r, int64_t c) {
+  switch (w.type) {
+    case WType::F32: return static_cast<const float *>(w.data)[r * w.cols + c];
+    case WType::F16: return f16_bits_to_float(static_cast<const uint16_t *>(w.data)[r * w.cols + c]);
+    case WType::BF16: return bf16_bits_to_float(static_cast<const uint16_t *>(w.data)[r * w.cols + c]);
+    case WType::I8: {
+      const int64_t g = r * (w.cols / w.group) + c / w.group;
+      const int z = w.zeros ? static_cast<const int8_t *>(w.zeros)[g] : 0;
+      const int q = static_cast<const int8_t *>(w.data)[r * w.cols + c];
+      return static_cast<float>(q - z) * f16_bits_to_float(w.scales[g]);
+    }
+    case WType::I4: {
+      const int64_t g = r * (w.cols / w.group) + c / w.group;
+      const int z = w.zeros ? static_cast<const uint8_t *>(w.zeros)[g] : 8;
+      const uint8_t b = static_cast<const uint8_t *>(w.data)[r * (w.cols / 2) + (c / 32) * 16 + (c & 15)];
+      const int q = (c & 31) < 16 ? (b & 0x0F) : (b >> 4);
+      return static_cast<float>(q - z) * f16_bits_to_float(w.scales[g]);
+    }
+  }
+  return 0.0f;
+}
+
+__global__ void embed_kernel(DevWeight table, const int32_t *tokens, int64_t n, float *out, int64_t ldo) {
+  pdl_begin();
+  for (int64_t i = blockIdx.y; i < n; i += gridDim.y) {
+    const int64_t row = tokens[i];
+    for (int64_t c = blockIdx.x * blockDim.x + threadIdx.x; c < table.cols; c += gridDim.x * blockDim.x)
+      out[i * ldo + c] = weight_elem(table, row, c);
+  }
+}
+
+// One block per row. The sum of squares is reduced over the block; then each
+// warp normalizes whole groups of 32 values and, for Prepare::Int8, quantizes
+// them from registers (cols % 32 == 0), so nothing is read back.
+__global__ void rmsnorm_kernel(const float *x, int64_t ldx, const float *w, int64_t rows, int64_t cols, float eps,
+                               float *out, int64_t ldo, Prepare prepare, void *scratch) {
+  pdl_begin();
+  __shared__ float red[32];
+  const int64_t r = blockIdx.x;
+  const float *xr = x + r * ldx;
+  float *orow = out + r * ldo;
+  float ss = 0.0f;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) ss += xr[c] * xr[c];
+  ss = block_sum(ss, red);
+  const float inv = static_cast<float>(1.0 / sqrt(static_cast<double>(ss) / static_cast<double>(cols) + eps));
+  if (prepare == Prepare::Int8) {
+    const QuantInput qi = quant_input_at(scratch, rows, cols);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    for (int64_t g = warp; g < cols / 32; g += nw) {
+      const int64_t c = g * 32 + lane;
+      const float v = xr[c] * inv * w[c];
+      orow[c] = v;
+      quantize_block32(v, qi.q + r * cols + g * 32, qi.ds + r * (cols / 32) + g);
+    }
+    return;
+  }
+  __nv_bfloat16 *ob = prepare == Prepare::Bf16 ? static_cast<__nv_bfloat16 *>(scratch) + r * cols : nullptr;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+    const float v = xr[c] * inv * w[c];
+    orow[c] = v;
+    if (ob) ob[c] = __float2bfloat16_rn(v);
+  }
+}
+
+// Grid (column blocks of 256, rows): each warp handles one group of 32.
+__global__ void silu_mul_kernel(float *gate, int64_t ldg, const float *up, int64_t ldu, int64_t rows, int64_t cols,
+                                Prepare prepare, void *scratch) {
+  pdl_begin();
+  const int64_t r = blockIdx.y;
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t g = c / 32;
+  if (g * 32 >= cols) return;  // whole warps leave together
+  float v = 0.0f;
+  if (c < cols) {
+    const float x = gate[r * ldg + c];
+    v = x / (1.0f + expf(-x)) * up[r * ldu + c];
+    gate[r * ldg + c] = v;
+  }
+  if (prepare == Prepare::Int8) {
+    const QuantInput qi = quant_input_at(scratch, rows, cols);
+    quantize_block32(v, qi.q + r * cols + g * 32, qi.ds + r * (cols / 32) + g);
+  } else if (prepare == Prepare::Bf16 && c < cols) {
+    static_cast<__nv_bfloat16 *>(scratch)[r * cols + c] = __float2bfloat16_rn(v);
+  }
+}
+
+__global__ void add_kernel(float *x, int64_t ldx, const float *y, int64_t ldy, int64_t rows, int64_t cols) {
+  pdl_begin();
+  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y)
+  for (int64_t c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x)
+    x[r * ldx + c] += y[r * ldy + c];
+}
+
+__global__ void quantize_kernel(const float *x, int64_t ldx, int64_t rows, int64_t cols, void *scratch) {
+  pdl_begin();
+  const int64_t b = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (b >= cols / 32) return;  // whole warps leave together
+  const QuantInput qi = quant_input_at(scratch, rows, cols);
+  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y)
+    quantize_block32(x[r * ldx + b * 32 + (threadIdx.x & 31)], qi.q + r * cols + b * 32,
+                     qi.ds + r * (cols / 32) + b);
+}
+
+__global__ void to_bf16_kernel(const float *x, int64_t ldx, int64_t rows, int64_t cols, __nv_bfloat16 *out) {
+  pdl_begin();
+  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y)
+  for (int64_t c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x)
+    out[r * cols + c] = __float2bfloat16_rn(x[r * ldx + c]);
+}
+
+__global__ void dequantize_kernel(DevWeight w, int64_t row0, int64_t rows, void *out, bool float_out) {
+  pdl_begin();
+  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y)
+  for (int64_t c = blockIdx.x * blockDim.x + threadIdx.x; c < w.cols; c += gridDim.x * blockDim.x) {
+    const float v = weight_elem(w, row0 + r, c);
+    if (float_out)
+      static_cast<float *>(out)[r * w.cols + c] = v;
+    else
+      static_cast<__nv_bfloat16 *>(out)[r * w.cols + c] = __float2bfloat16_rn(v);
+  }
+}
+
+// Quantized rows to bf16, one 32-value block per thread (kernels/cpu/quant.h).
+__global__ void dequantize_q_kernel(DevWeight w, int64_t row0, int64_t rows, __nv_bfloat16 *out) {
+  pdl_begin();
+  const int64_t nbr = w.cols / 32, total = rows * nbr, gpr = w.cols / w.group, bpg = w.group / 32;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = i / nbr, b = i - r * nbr, row = row0 + r;
+    const int64_t gi = row * gpr + b / bpg;
+    const float scale = f16_bits_to_float(w.scales[gi]);
+    float v[32];
+    if (w.type == WType::I4) {
+      const int z = w.zeros ? static_cast<const uint8_t *>(w.zeros)[gi] : 8;
+      const uint4 q = reinterpret_cast<const uint4 *>(static_cast<const uint8_t *>(w.data) + row * (w.cols / 2))[b];
+      const uint32_t u[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+      for (int e = 0; e < 16; ++e) {
+        const uint32_t byte = (u[e / 4] >> (8 * (e % 4))) & 0xFF;
+        v[e] = static_cast<float>(static_cast<int>(byte & 0x0F) - z) * scale;
+        v[e + 16] = static_cast<float>(static_cast<int>(byte >> 4) - z) * scale;
+      }
+    } else {
+      const int z = w.zeros ? static_cast<const int8_t *>(w.zeros)[gi] : 0;
+      const uint4 *p = reinterpret_cast<const uint4 *>(static_cast<const int8_t *>(w.data) + row * w.cols) + 2 * b;
+      const uint4 q0 = p[0], q1 = p[1];
+      const uint32_t u[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
+#pragma unroll
+      for (int e = 0; e < 32; ++e)
+        v[e] = static_cast<float>(static_cast<int>(static_cast<int8_t>((u[e / 4] >> (8 * (e % 4))) & 0xFF)) - z) * scale;
+    }
+    uint4 *o = reinterpret_cast<uint4 *>(out + r * w.cols + b * 32);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      uint32_t packed[4];
+#pragma unroll
+      for (int t = 0; t < 4; ++t) {
+        const __nv_bfloat162 h = __floats2bfloat162_rn(v[8 * j + 2 * t], v[8 * j + 2 * t + 1]);
+        packed[t] = *reinterpret_cast<const uint32_t *>(&h);
+      }
+      o[j] = make_uint4(packed[0], packed[1], packed[2], packed[3]);
+    }
+  }
+}
+
+__global__ void add_bias_kernel(float *out, int64_t ldo, const float *bias, int64_t rows, int64_t cols) {
+  pdl_begin();
+  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y)
+  for (int64_t c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x)
+    out[r * ldo + c] += bias[c];
+}
+
+__global__ void argmax_kernel(const float *x, int64_t n, int32_t *out) {
+  pdl_begin();
+  __shared__ float best_v[32];
+  __shared__ int64_t best_i[32];
+  float v = -FLT_MAX;
+  int64_t idx = n;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
+    if (x[i] > v) v = x[i], idx = i;
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+    const int64_t oi = __shfl_xor_sync(0xffffffffu, idx, o);
+    if (ov > v || (ov == v && oi < idx)) v = ov, idx = oi;
+  }
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) best_v[warp] = v, best_i[warp] = idx;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < static_cast<int>(blockDim.x >> 5); ++w)
+      if (best_v[w] > v || (best_v[w] == v && best_i[w] < idx)) v = best_v[w], idx = best_i[w];
+    *out = static_cast<int32_t>(idx < n ? idx : 0);
+  }
+}
+
+unsigned col_blocks(int64_t cols) { return ceil_div(cols, 256) < 64 ? ceil_div(cols, 256) : 64; }
+unsigned row_blocks(int64_t rows) { return static_cast<unsigned>(rows < 65535 ? rows : 65535); }
+
+}  // namespace
+
+bool pdl_supported() {
+  static const bool yes = [] {
+    int dev = 0, major = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+      cudaGetLastError();
+      return false;
+    }
+    return major >= 9;
+  }();
+  return yes;
+}
+
+size_t quant_input_bytes(int64_t n, int64_t k) {
+  const size_t q = (static_cast<size_t>(n * k) + 255) / 256 * 256;
+  return q + static_cast<size_t>(n * (k / 32)) * sizeof(float2);
+}
+
+void embed(const DevWeight &table, const int32_t *tokens, int64_t n, float *out, int64_t ldo, cudaStream_t s) {
+  launch(embed_kernel, dim3(col_blocks(table.cols), row_blocks(n)), 256, s, table, tokens, n, out, ldo);
+  LLM_CUDA_LAUNCH_CHECK();
+}
+
+void rmsnorm(const float *x, int64_t ldx, const float *w, int64_t rows, int64_t cols, float eps, float *out,
+             int64_t ldo, Prepare prepare, void *scratch, cudaStream_t s) {
+  launch(rmsnorm_kernel, static_cast<unsigned>(rows), 1024, s, x, ldx, w, rows, cols, eps, out, ldo, prepare, scratch);
+  LLM_CUDA_LAUNCH_CHECK();
+}
+
+void silu_mul(float *gate, int64_t ldg, const float *up, int64_t ldu, int64_t rows, int64_t cols, Prepare prepare,
+              void *scratch, cudaStream_t s) {
+  launch(silu_mul_kernel, dim3(ceil_div(cols, 256), static_cast<unsigned>(rows)), 256, s, gate, ldg, up, ldu, rows, cols, prepare, scratch);
+  LLM_CUDA_LAUNCH_CHECK();
+}
+
+void add(float *x, int64_t ldx, const float *y, int64_t ldy, int64_t rows, int64_t cols, cudaStream_t s) {
+  launch(add_kernel, dim3(col_blocks(cols), row_blocks(rows)), 256, s, x, ldx, y, ldy, rows, cols);
+  LLM_CUDA_LAUNCH_CHECK();
+}
+
+void quantize_input(const float *x, int64_t ldx, int64_t rows, int64_t cols, void *scratch, cudaStream_t s) {
+  launch(quantize_kernel, dim3(ceil_div(cols / 32, 8), row_blocks(rows)), 256, s, x, ldx, rows, cols,
+                                                                                             scratch);
+  LLM_CUDA_LAUNCH_CHECK();
+}
+
+void to_bf16(const float *x, int64_t ldx, int64_t rows, int64_t cols, void *scratch, cudaStream_t s) {
+  launch(to_bf16_kernel, dim3(col_blocks(cols), row_blocks(rows)), 256, s, 
+      x, ldx, rows, cols, static_cast<__nv_bfloat16 *>(scratch));
+  LLM_CUDA_LAUNCH_CHECK();
+}
+
+void dequantize_rows(const DevWeight &w, int64_t row0, int64_t n, void *out, bool float_out, cudaStream_t s) {
+  if (!float_out && (w.type == WType::I4 || w.type == WType::I8)) {
+    const int64_t blocks = n * (w.cols / 32);
+    const unsigned grid = static_cast<unsigned>(blocks / 256 + 1 < 65535 ? blocks / 256 + 1 : 65535);
+    launch(dequantize_q_kernel, grid, 256, s, w, row0, n, static_cast<__nv_bfloat16 *>(out));
+    LLM_CUDA_LAUNCH_CHECK();
+    return;
+  }
+  launch(dequantize_kernel, dim3(col_blocks(w.cols), row_blocks(n)), 256, s, w, row0, n, out, float_out);
+  LLM_CUDA_LAUNCH_CHECK();
+}
+
+void add_bias(float *out, int64_t ldo, const float *bias, int64_t rows, int64_t cols, cudaStream_t s) {
+  launch(add_bias_kernel, dim3(col_blocks(cols), row_blocks(rows)), 256, s, out, ldo, bias, rows, cols);
+  LLM_CUDA_LAUNCH_CHECK();
+}
+
+void argmax(const float *x, int64_t n, int32_t *out, cudaStream_t s) {
+  launch(argmax_kernel, 1, 1024, s, x, n, out);
+  LLM_CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace llm::cuda

@@ -1,0 +1,374 @@
+// The CUDA backend against the CPU backend and the Hugging Face reference.
+// Every test skips, saying so, on a machine without a CUDA device.
+//
+// Models: the default model (models/libllm-tiny) converted by this test to
+// f32, bf16, int8 (group 32, symmetric) and int4 (group 128, asymmetric) in
+// the test work folder; tiny-llama-code bf16 (converted by the `models`
+// fixture from ../shared) for the greedy-continuation reference. A model
+// that is missing skips its tests with the file's name.
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <ostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "llm.h"
+#include "runtime/backend_cuda.h"
+#include "runtime/model.h"
+#include "runtime/session.h"
+
+namespace {
+
+bool exists(const std::string &path) { return std::ifstream(path).good(); }
+std::string work_file(const std::string &name) { return std::string(LLM_WORK_DIR) + "/" + name; }
+
+#define REQUIRE_GPU()                                                                      \
+  do {                                                                                     \
+    if (llm::cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device: GPU test skipped"; \
+  } while (0)
+#define REQUIRE_FILE(path) \
+  if (!exists(path)) GTEST_SKIP() << (path) << " not found"
+
+struct ModelDeleter {
+  void operator()(llm_model *m) const { llm_model_free(m); }
+};
+struct SessionDeleter {
+  void operator()(llm_session *s) const { llm_session_free(s); }
+};
+using ModelPtr = std::unique_ptr<llm_model, ModelDeleter>;
+using SessionPtr = std::unique_ptr<llm_session, SessionDeleter>;
+
+ModelPtr load(const std::string &path, const char *device) {
+  llm_model_params p;
+  llm_model_params_init(&p);
+  p.device = device;
+  llm_model *m = nullptr;
+  const llm_status st = llm_model_load(path.c_str(), &p, &m);
+  EXPECT_EQ(st, LLM_OK) << device << ": " << llm_last_error();
+  return ModelPtr(m);
+}
+
+SessionPtr session(llm_model *m, int n_ctx, bool logits_all, int32_t kv = LLM_KV_F16, int32_t policy = 0) {
+  llm_session_params p;
+  llm_session_params_init(&p);
+  p.n_ctx = n_ctx;
+  p.logits_all = logits_all;
+  p.kv_type = kv;
+  if (policy) p.context_policy = policy;
+  llm_session *s = nullptr;
+  EXPECT_EQ(llm_session_create(m, &p, &s), LLM_OK) << llm_last_error();
+  return SessionPtr(s);
+}
+
+int32_t vocab(llm_model *m) {
+  llm_model_info info;
+  info.struct_size = sizeof info;
+  EXPECT_EQ(llm_model_get_info(m, &info), LLM_OK);
+  return info.vocab_size;
+}
+
+std::vector<llm_token> tokenize(llm_model *m, const std::string &text) {
+  std::vector<llm_token> ids(text.size() + 8);
+  size_t n = 0;
+  EXPECT_EQ(llm_tokenize(m, text.data(), text.size(), 1, ids.data(), ids.size(), &n), LLM_OK) << llm_last_error();
+  ids.resize(n);
+  return ids;
+}
+
+const float *logits_at(llm_session *s, size_t i) {
+  const float *l = llm_session_logits_at(s, static_cast<int32_t>(i));
+  EXPECT_NE(l, nullptr) << llm_last_error();
+  return l;
+}
+const float *last_logits(llm_session *s) {
+  const float *l = llm_session_logits(s);
+  EXPECT_NE(l, nullptr) << llm_last_error();
+  return l;
+}
+
+// Largest |gpu - cpu| relative to max |cpu| over rows, and top-1 agreement.
+struct Diff {
+  double max_abs = 0, max_ref = 0;
+  size_t rows = 0, same_top1 = 0;
+  void add(const float *ref, const float *got, int32_t n) {
+    int64_t a = 0, b = 0;
+    for (int32_t j = 0; j < n; ++j) {
+      max_abs = std::max(max_abs, std::fabs(static_cast<double>(ref[j]) - got[j]));
+      max_ref = std::max(max_ref, std::fabs(static_cast<double>(ref[j])));
+      if (ref[j] > ref[a]) a = j;
+      if (got[j] > got[b]) b = j;
+    }
+    ++rows;
+    same_top1 += a == b;
+  }
+  double relative() const { return max_ref > 0 ? max_abs / max_ref : 0; }
+};
+
+const char *kPrompt =
+    "import os\nimport json\n\ndef load_config(path):\n    \"\"\"Read a JSON file and return its contents.\"\"\"\n"
+    "    with open(path) as f:\n        return json.load(f)\n";
+
+// Converts the default model once per format into the work folder.
+std::string default_model(const std::string &tag, const std::string &args) {
+  const std::string out = work_file("cuda-libllm-tiny-" + tag + ".llm");
+  if (!exists(out)) {
+    const std::string cmd = std::string(LLM_CONVERT_EXE) + " " + LLM_DEFAULT_MODEL_DIR + " -o " + out + " " + args +
+                            " > /dev/null 2>&1";
+    if (std::system(cmd.c_str()) != 0) std::remove(out.c_str());
+  }
+  return out;
+}
+
+struct Format {
+  const char *tag, *args;
+  double tolerance;  // max |Δlogit| / max |cpu logit|
+};
+const Format kFormats[] = {
+    {"f32", "--dtype f32", 1e-3},
+    {"bf16", "--dtype bf16", 2e-2},
+    {"int8", "--weights int8 --group-size 32 --symmetric --no-search", 3e-2},
+    {"int4", "--weights int4 --group-size 128 --asymmetric --no-search", 3e-2},
+};
+
+void PrintTo(const Format &f, std::ostream *os) { *os << f.tag; }
+
+class CudaFormats : public ::testing::TestWithParam<Format> {};
+
+// Prefill of every position (cuBLAS path) and then 24 greedy decode steps
+// (GEMV path, CUDA graphs), each against the CPU backend on the same file.
+TEST_P(CudaFormats, LogitsMatchCpu) {
+  REQUIRE_GPU();
+  const Format &f = GetParam();
+  const std::string path = default_model(f.tag, f.args);
+  REQUIRE_FILE(path);
+  ModelPtr cpu = load(path, "cpu"), gpu = load(path, "cuda");
+  ASSERT_TRUE(cpu && gpu);
+  const int32_t nv = vocab(cpu.get());
+  std::vector<llm_token> ids = tokenize(cpu.get(), kPrompt);
+  SessionPtr sc = session(cpu.get(), 256, true), sg = session(gpu.get(), 256, true);
+  ASSERT_EQ(llm_session_eval(sc.get(), ids.data(), ids.size()), LLM_OK) << llm_last_error();
+  ASSERT_EQ(llm_session_eval(sg.get(), ids.data(), ids.size()), LLM_OK) << llm_last_error();
+  Diff prefill, decode;
+  for (size_t i = 0; i < ids.size(); ++i) prefill.add(logits_at(sc.get(), i), logits_at(sg.get(), i), nv);
+  for (int step = 0; step < 24; ++step) {
+    const float *lc = last_logits(sc.get());
+    llm_token t = static_cast<llm_token>(std::max_element(lc, lc + nv) - lc);
+    ASSERT_EQ(llm_session_eval(sc.get(), &t, 1), LLM_OK) << llm_last_error();
+    ASSERT_EQ(llm_session_eval(sg.get(), &t, 1), LLM_OK) << llm_last_error();
+    decode.add(last_logits(sc.get()), last_logits(sg.get()), nv);
+  }
+  std::printf("[ metric ] cuda vs cpu, %s: prefill %zu rows relative %.3g (top-1 %zu/%zu); decode relative %.3g "
+              "(top-1 %zu/%zu)\n",
+              f.tag, prefill.rows, prefill.relative(), prefill.same_top1, prefill.rows, decode.relative(),
+              decode.same_top1, decode.rows);
+  EXPECT_GT(prefill.max_ref, 1.0);
+  EXPECT_LE(prefill.relative(), f.tolerance);
+  EXPECT_LE(decode.relative(), f.tolerance);
+  EXPECT_GE(prefill.same_top1 + 2, prefill.rows);
+  EXPECT_GE(decode.same_top1 + 1, decode.rows);
+}
+
+INSTANTIATE_TEST_SUITE_P(Weights, CudaFormats, ::testing::ValuesIn(kFormats),
+                         [](const ::testing::TestParamInfo<Format> &i) { return std::string(i.param.tag); });
+
+// Every KV type: decode logits of the bf16 model against the CPU with the
+// same KV type (both quantize rows with the same arithmetic).
+TEST(CudaKv, EveryKvTypeMatchesCpu) {
+  REQUIRE_GPU();
+  const std::string path = default_model("bf16", "--dtype bf16");
+  REQUIRE_FILE(path);
+  ModelPtr cpu = load(path, "cpu"), gpu = load(path, "cuda");
+  ASSERT_TRUE(cpu && gpu);
+  const int32_t nv = vocab(cpu.get());
+  std::vector<llm_token> ids = tokenize(cpu.get(), kPrompt);
+  const struct {
+    int32_t type;
+    const char *name;
+    double tol;
+  } kinds[] = {{LLM_KV_F32, "f32", 2e-2}, {LLM_KV_F16, "f16", 2e-2}, {LLM_KV_BF16, "bf16", 2e-2},
+               {LLM_KV_INT8, "int8", 3e-2}, {LLM_KV_INT4, "int4", 5e-2}};
+  for (const auto &k : kinds) {
+    SessionPtr sc = session(cpu.get(), 128, false, k.type), sg = session(gpu.get(), 128, false, k.type);
+    Diff d;
+    for (size_t i = 0; i < ids.size(); ++i) {  // token by token: decode attention at every length
+      ASSERT_EQ(llm_session_eval(sc.get(), &ids[i], 1), LLM_OK) << llm_last_error();
+      ASSERT_EQ(llm_session_eval(sg.get(), &ids[i], 1), LLM_OK) << llm_last_error();
+      d.add(last_logits(sc.get()), last_logits(sg.get()), nv);
+    }
+    std::printf("[ metric ] cuda vs cpu, KV %s: relative %.3g, top-1 %zu/%zu\n", k.name, d.relative(), d.same_top1,
+                d.rows);
+    EXPECT_LE(d.relative(), k.tol) << k.name;
+    EXPECT_GE(d.same_top1 + 2, d.rows) << k.name;
+  }
+}
+
+// Batched decode of three sessions at different lengths against each
+// session decoded alone on the CPU; then a context shift on the GPU against
+// the same shift on the CPU; then a state saved on the GPU restored on the CPU.
+TEST(CudaSessions, BatchShiftAndStateMatchCpu) {
+  REQUIRE_GPU();
+  const std::string path = default_model("int4", "--weights int4 --group-size 128 --asymmetric --no-search");
+  REQUIRE_FILE(path);
+  ModelPtr cpu = load(path, "cpu"), gpu = load(path, "cuda");
+  ASSERT_TRUE(cpu && gpu);
+  const int32_t nv = vocab(cpu.get());
+  std::vector<llm_token> ids = tokenize(cpu.get(), kPrompt);
+  ASSERT_GT(ids.size(), 40u);
+
+  // Batch.
+  std::vector<SessionPtr> cs, gs;
+  for (size_t len : {size_t{10}, size_t{25}, size_t{40}}) {
+    cs.push_back(session(cpu.get(), 128, false, LLM_KV_INT8));
+    gs.push_back(session(gpu.get(), 128, false, LLM_KV_INT8));
+    ASSERT_EQ(llm_session_eval(cs.back().get(), ids.data(), len), LLM_OK);
+    ASSERT_EQ(llm_session_eval(gs.back().get(), ids.data(), len), LLM_OK);
+  }
+  Diff batch;
+  for (int step = 0; step < 8; ++step) {
+    std::vector<llm_session *> handles;
+    std::vector<llm_token> toks;
+    for (size_t i = 0; i < cs.size(); ++i) {
+      const float *l = last_logits(cs[i].get());
+      toks.push_back(static_cast<llm_token>(std::max_element(l, l + nv) - l));
+      ASSERT_EQ(llm_session_eval(cs[i].get(), &toks.back(), 1), LLM_OK);
+      handles.push_back(gs[i].get());
+    }
+    ASSERT_EQ(llm_decode_batch(handles.data(), toks.data(), handles.size()), LLM_OK) << llm_last_error();
+    for (size_t i = 0; i < cs.size(); ++i) batch.add(last_logits(cs[i].get()), last_logits(gs[i].get()), nv);
+  }
+  std::printf("[ metric ] cuda batch of 3 vs cpu: relative %.3g, top-1 %zu/%zu\n", batch.relative(), batch.same_top1,
+              batch.rows);
+  EXPECT_LE(batch.relative(), 3e-2);
+  EXPECT_GE(batch.same_top1 + 1, batch.rows);
+
+  // Context shift: 48 positions, 90 tokens evaluated one by one.
+  SessionPtr sc = session(cpu.get(), 48, false, LLM_KV_INT8, LLM_CONTEXT_SHIFT);
+  SessionPtr sg = session(gpu.get(), 48, false, LLM_KV_INT8, LLM_CONTEXT_SHIFT);
+  Diff shift;
+  for (int i = 0; i < 90; ++i) {
+    const llm_token t = ids[static_cast<size_t>(i) % ids.size()];
+    ASSERT_EQ(llm_session_eval(sc.get(), &t, 1), LLM_OK) << llm_last_error();
+    ASSERT_EQ(llm_session_eval(sg.get(), &t, 1), LLM_OK) << llm_last_error();
+    if (i >= 48) shift.add(last_logits(sc.get()), last_logits(sg.get()), nv);
+  }
+  std::printf("[ metric ] cuda context shift vs cpu: relative %.3g, top-1 %zu/%zu\n", shift.relative(),
+              shift.same_top1, shift.rows);
+  EXPECT_LE(shift.relative(), 3e-2);
+  EXPECT_GE(shift.same_top1 + 2, shift.rows);
+
+  // State: saved from the GPU session, restored into a CPU session.
+  size_t size = 0;
+  ASSERT_EQ(llm_session_state_size(gs[2].get(), &size), LLM_OK);
+  std::vector<uint8_t> state(size);
+  ASSERT_EQ(llm_session_save(gs[2].get(), state.data(), state.size(), &size), LLM_OK) << llm_last_error();
+  SessionPtr restored = session(cpu.get(), 128, false, LLM_KV_INT8);
+  ASSERT_EQ(llm_session_restore(restored.get(), state.data(), size), LLM_OK) << llm_last_error();
+  const llm_token t = ids[3];
+  ASSERT_EQ(llm_session_eval(restored.get(), &t, 1), LLM_OK);
+  ASSERT_EQ(llm_session_eval(cs[2].get(), &t, 1), LLM_OK);
+  Diff st;
+  st.add(last_logits(cs[2].get()), last_logits(restored.get()), nv);
+  EXPECT_LE(st.relative(), 3e-2);
+}
+
+// Decoding allocates no device memory: after the first decode step (which
+// records the step as a CUDA graph), 32 more tokens leave the device's free
+// memory and the backend's allocation count unchanged, and each is one
+// graph replay.
+TEST(CudaMemory, DecodeAllocatesNothingAndReplaysGraphs) {
+  REQUIRE_GPU();
+  const std::string path = default_model("int4", "--weights int4 --group-size 128 --asymmetric --no-search");
+  REQUIRE_FILE(path);
+  llm::ModelOptions o;
+  o.device = "cuda";
+  std::unique_ptr<llm::Model> model = llm::Model::load(path, o);
+  ModelPtr handle = load(path, "cuda");
+  ASSERT_TRUE(handle);
+  std::vector<llm_token> ids = tokenize(handle.get(), kPrompt);
+  llm::SessionOptions so;
+  so.n_ctx = 256;
+  llm::Session s(*model, so);
+  s.eval(ids.data(), ids.size());
+  int32_t t = ids[0];
+  s.eval(&t, 1);  // records the decode graph
+  llm::CudaStats before{}, after{};
+  ASSERT_TRUE(llm::cuda_backend_stats(model->backend(), &before));
+  size_t free_before = 0, free_after = 0, total = 0;
+  ASSERT_EQ(cudaMemGetInfo(&free_before, &total), cudaSuccess);
+  for (int i = 0; i < 32; ++i) {
+    const float *l = s.logits();
+    t = static_cast<int32_t>(std::max_element(l, l + model->hparams().vocab_size) - l);
+    s.eval(&t, 1);
+  }
+  ASSERT_EQ(cudaMemGetInfo(&free_after, &total), cudaSuccess);
+  ASSERT_TRUE(llm::cuda_backend_stats(model->backend(), &after));
+  std::printf("[ metric ] 32 decode steps: device allocations %llu -> %llu, graph launches %llu -> %llu, "
+              "captures %llu, free memory %zu -> %zu\n",
+              static_cast<unsigned long long>(before.device_allocs),
+              static_cast<unsigned long long>(after.device_allocs),
+              static_cast<unsigned long long>(before.graph_launches),
+              static_cast<unsigned long long>(after.graph_launches),
+              static_cast<unsigned long long>(after.graph_captures), free_before, free_after);
+  EXPECT_EQ(after.device_allocs, before.device_allocs);
+  EXPECT_EQ(after.graph_captures, before.graph_captures);
+  EXPECT_EQ(after.graph_launches, before.graph_launches + 32);
+  EXPECT_EQ(free_after, free_before);
+}
+
+// tiny-llama-code bf16 on the GPU: greedy continuations equal the Hugging
+// Face reference for 64 tokens.
+TEST(CudaReference, TinyLlamaCodeGreedyContinuations) {
+  REQUIRE_GPU();
+  const std::string path = work_file("tiny-llama-code-bf16.llm");
+  const std::string ref_path = std::string(LLM_SHARED_DIR) + "/models/tiny-llama-code/reference/reference.json";
+  REQUIRE_FILE(path);
+  REQUIRE_FILE(ref_path);
+  ModelPtr model = load(path, "cuda");
+  ASSERT_TRUE(model);
+  std::ifstream f(ref_path);
+  const nlohmann::json ref = nlohmann::json::parse(f);
+  llm_generate_params gp;
+  llm_generate_params_init(&gp);
+  gp.temperature = 0;
+  size_t cases = 0;
+  for (const nlohmann::json &c : ref["cases"]) {
+    std::vector<llm_token> ids = c["input_ids"].get<std::vector<llm_token>>();
+    std::vector<llm_token> want = c["greedy_ids"].get<std::vector<llm_token>>();
+    SessionPtr s = session(model.get(), 0, false);
+    ASSERT_EQ(llm_session_eval(s.get(), ids.data(), ids.size()), LLM_OK) << llm_last_error();
+    std::vector<llm_token> got;
+    for (size_t i = 0; i < want.size(); ++i) {
+      llm_token t = -1;
+      ASSERT_EQ(llm_session_sample(s.get(), &gp, &t), LLM_OK) << llm_last_error();
+      got.push_back(t);
+      ASSERT_EQ(llm_session_eval(s.get(), &t, 1), LLM_OK) << llm_last_error();
+    }
+    EXPECT_EQ(got, want) << "prompt: " << c["prompt"];
+    ++cases;
+  }
+  std::printf("[ metric ] tiny-llama-code bf16 on CUDA: %zu greedy continuations of 64 tokens compared\n", cases);
+}
+
+// Bad device names fail cleanly.
+TEST(CudaDevice, UnknownOrdinalFails) {
+  REQUIRE_GPU();
+  const std::string path = default_model("bf16", "--dtype bf16");
+  REQUIRE_FILE(path);
+  llm_model_params p;
+  llm_model_params_init(&p);
+  p.device = "cuda:99";
+  llm_model *m = nullptr;
+  EXPECT_EQ(llm_model_load(path.c_str(), &p, &m), LLM_ERR_UNSUPPORTED);
+  EXPECT_EQ(m, nullptr);
+  EXPECT_NE(std::string(llm_last_error()).find("does not exist"), std::string::npos) << llm_last_error();
+}
+
+}  // namespace
