@@ -61,26 +61,20 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
-// Sum over the block (blockDim.x a multiple of 32, at most 1024); every
+// Sum / max over the block (blockDim.x a multiple of 32, at most 1024); every
 // thread gets the result. `red` holds 32 floats of shared memory.
-__device__ __forceinline__ float block_sum(float v, float *red) {
+template <bool kMax>
+__device__ __forceinline__ float block_reduce(float v, float *red) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  v = warp_sum(v);
+  v = kMax ? warp_max(v) : warp_sum(v);
   __syncthreads();
   if (lane == 0) red[warp] = v;
   __syncthreads();
-  float t = lane < nw ? red[lane] : 0.0f;
-  return warp_sum(t);
+  const float t = lane < nw ? red[lane] : 0.0f;
+  return kMax ? warp_max(t) : warp_sum(t);
 }
-__device__ __forceinline__ float block_max(float v, float *red) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  v = warp_max(v);
-  __syncthreads();
-  if (lane == 0) red[warp] = v;
-  __syncthreads();
-  float t = lane < nw ? red[lane] : 0.0f;
-  return warp_max(t);
-}
+__device__ __forceinline__ float block_sum(float v, float *red) { return block_reduce<false>(v, red); }
+__device__ __forceinline__ float block_max(float v, float *red) { return block_reduce<true>(v, red); }
 
 // Quantizes one block of 32 values held one per lane (the CPU's arithmetic:
 // kernels/cpu/quant_impl.h block_scale and round to nearest even).
@@ -120,6 +114,22 @@ __device__ __forceinline__ void fwht_shared(float *y, int hd) {
 
 __device__ __forceinline__ uint16_t load_u16(const uint8_t *p) { return *reinterpret_cast<const uint16_t *>(p); }
 
+// Eight f16 (kHalf) or bf16 values packed in 16 bytes, as floats.
+template <bool kHalf>
+__device__ __forceinline__ void unpack8_16bit(const uint4 u, float *o) {
+  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    if constexpr (kHalf) {
+      o[2 * i] = f16_bits_to_float(static_cast<uint16_t>(w[i] & 0xFFFF));
+      o[2 * i + 1] = f16_bits_to_float(static_cast<uint16_t>(w[i] >> 16));
+    } else {
+      o[2 * i] = __uint_as_float(w[i] << 16);
+      o[2 * i + 1] = __uint_as_float(w[i] & 0xFFFF0000u);
+    }
+  }
+}
+
 // Element d of a KV row (as stored: rotated types stay rotated).
 template <KvFormat F>
 __device__ __forceinline__ float kv_elem(const uint8_t *row, int d, int hd) {
@@ -145,18 +155,7 @@ __device__ __forceinline__ void kv_load8(const uint8_t *row, int c, int hd, floa
     const float4 b = *reinterpret_cast<const float4 *>(row + 4 * c + 16);
     o[0] = a.x, o[1] = a.y, o[2] = a.z, o[3] = a.w, o[4] = b.x, o[5] = b.y, o[6] = b.z, o[7] = b.w;
   } else if constexpr (F == KvFormat::F16 || F == KvFormat::BF16) {
-    const uint4 u = *reinterpret_cast<const uint4 *>(row + 2 * c);
-    const uint32_t w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      if constexpr (F == KvFormat::F16) {
-        o[2 * i] = f16_bits_to_float(static_cast<uint16_t>(w[i] & 0xFFFF));
-        o[2 * i + 1] = f16_bits_to_float(static_cast<uint16_t>(w[i] >> 16));
-      } else {
-        o[2 * i] = __uint_as_float(w[i] << 16);
-        o[2 * i + 1] = __uint_as_float(w[i] & 0xFFFF0000u);
-      }
-    }
+    unpack8_16bit<F == KvFormat::F16>(*reinterpret_cast<const uint4 *>(row + 2 * c), o);
   } else if constexpr (F == KvFormat::Q8) {
     const float d = f16_bits_to_float(load_u16(row + hd));
 #pragma unroll

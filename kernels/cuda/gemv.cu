@@ -37,6 +37,32 @@ struct GroupOf {
   __device__ int operator()(int b) const { return shift >= 0 ? b >> shift : b / blocks; }
 };
 
+// Integer dot product of 32 weight values (four per int, as dp4a reads
+// them: values 0..15 in wq[0..3], 16..31 in wq[4..7]) with 32 input values.
+__device__ __forceinline__ int dot32(const int (&wq)[8], const int4 a, const int4 c) {
+  int dot = __dp4a(wq[0], a.x, 0);
+  dot = __dp4a(wq[1], a.y, dot);
+  dot = __dp4a(wq[2], a.z, dot);
+  dot = __dp4a(wq[3], a.w, dot);
+  dot = __dp4a(wq[4], c.x, dot);
+  dot = __dp4a(wq[5], c.y, dot);
+  dot = __dp4a(wq[6], c.z, dot);
+  return __dp4a(wq[7], c.w, dot);
+}
+
+// Block b of every input row: its 32 int8 values (as two int4) and (scale, sum).
+template <int NR>
+__device__ __forceinline__ void load_input(const int8_t *q, const float2 *ds, int64_t k, int nb, int b, int4 *xa,
+                                           int4 *xc, float2 *d) {
+#pragma unroll
+  for (int r = 0; r < NR; ++r) {
+    const int4 *xq = reinterpret_cast<const int4 *>(q + r * k + b * 32);
+    xa[r] = xq[0];
+    xc[r] = xq[1];
+    d[r] = ds[r * nb + b];
+  }
+}
+
 // I4: a row is k / 2 bytes, 16-byte blocks of 32 values (low nibbles: values
 // 0..15 of the block, high nibbles: 16..31); value = (q - z) * scale.
 template <int NR>
@@ -52,13 +78,7 @@ __device__ __forceinline__ void dot_i4(const DevWeight &w, int64_t row0, int nva
     for (int rr = 0; rr < R; ++rr) wv[rr] = rr < nvalid ? __ldcs(wr + rr * nb + b) : make_uint4(0, 0, 0, 0);
     int4 xa[NR], xc[NR];
     float2 d[NR];
-#pragma unroll
-    for (int r = 0; r < NR; ++r) {
-      const int4 *xq = reinterpret_cast<const int4 *>(q + r * k + b * 32);
-      xa[r] = xq[0];
-      xc[r] = xq[1];
-      d[r] = ds[r * nb + b];
-    }
+    load_input<NR>(q, ds, k, nb, b, xa, xc, d);
     const int g = group_of(b);
 #pragma unroll
     for (int rr = 0; rr < R; ++rr) {
@@ -70,18 +90,10 @@ __device__ __forceinline__ void dot_i4(const DevWeight &w, int64_t row0, int nva
       const int lo0 = v.x & 0x0F0F0F0F, lo1 = v.y & 0x0F0F0F0F, lo2 = v.z & 0x0F0F0F0F, lo3 = v.w & 0x0F0F0F0F;
       const int hi0 = (v.x >> 4) & 0x0F0F0F0F, hi1 = (v.y >> 4) & 0x0F0F0F0F, hi2 = (v.z >> 4) & 0x0F0F0F0F,
                 hi3 = (v.w >> 4) & 0x0F0F0F0F;
+      const int wq[8] = {lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3};
 #pragma unroll
-      for (int r = 0; r < NR; ++r) {
-        int dot = __dp4a(lo0, xa[r].x, 0);
-        dot = __dp4a(lo1, xa[r].y, dot);
-        dot = __dp4a(lo2, xa[r].z, dot);
-        dot = __dp4a(lo3, xa[r].w, dot);
-        dot = __dp4a(hi0, xc[r].x, dot);
-        dot = __dp4a(hi1, xc[r].y, dot);
-        dot = __dp4a(hi2, xc[r].z, dot);
-        dot = __dp4a(hi3, xc[r].w, dot);
-        acc[rr][r] += scale * d[r].x * static_cast<float>(dot - z * static_cast<int>(d[r].y));
-      }
+      for (int r = 0; r < NR; ++r)
+        acc[rr][r] += scale * d[r].x * static_cast<float>(dot32(wq, xa[r], xc[r]) - z * static_cast<int>(d[r].y));
     }
   }
 }
@@ -103,13 +115,7 @@ __device__ __forceinline__ void dot_i8(const DevWeight &w, int64_t row0, int nva
     }
     int4 xa[NR], xc[NR];
     float2 d[NR];
-#pragma unroll
-    for (int r = 0; r < NR; ++r) {
-      const int4 *xq = reinterpret_cast<const int4 *>(q + r * k + b * 32);
-      xa[r] = xq[0];
-      xc[r] = xq[1];
-      d[r] = ds[r * nb + b];
-    }
+    load_input<NR>(q, ds, k, nb, b, xa, xc, d);
     const int g = group_of(b);
 #pragma unroll
     for (int rr = 0; rr < R; ++rr) {
@@ -117,18 +123,12 @@ __device__ __forceinline__ void dot_i8(const DevWeight &w, int64_t row0, int nva
       const int64_t gi = (row0 + rr) * gpr + g;
       const float scale = f16_bits_to_float(w.scales[gi]);
       const int z = w.zeros ? static_cast<const int8_t *>(w.zeros)[gi] : 0;
+      const int wq[8] = {static_cast<int>(w0[rr].x), static_cast<int>(w0[rr].y), static_cast<int>(w0[rr].z),
+                         static_cast<int>(w0[rr].w), static_cast<int>(w1[rr].x), static_cast<int>(w1[rr].y),
+                         static_cast<int>(w1[rr].z), static_cast<int>(w1[rr].w)};
 #pragma unroll
-      for (int r = 0; r < NR; ++r) {
-        int dot = __dp4a(static_cast<int>(w0[rr].x), xa[r].x, 0);
-        dot = __dp4a(static_cast<int>(w0[rr].y), xa[r].y, dot);
-        dot = __dp4a(static_cast<int>(w0[rr].z), xa[r].z, dot);
-        dot = __dp4a(static_cast<int>(w0[rr].w), xa[r].w, dot);
-        dot = __dp4a(static_cast<int>(w1[rr].x), xc[r].x, dot);
-        dot = __dp4a(static_cast<int>(w1[rr].y), xc[r].y, dot);
-        dot = __dp4a(static_cast<int>(w1[rr].z), xc[r].z, dot);
-        dot = __dp4a(static_cast<int>(w1[rr].w), xc[r].w, dot);
-        acc[rr][r] += scale * d[r].x * static_cast<float>(dot - z * static_cast<int>(d[r].y));
-      }
+      for (int r = 0; r < NR; ++r)
+        acc[rr][r] += scale * d[r].x * static_cast<float>(dot32(wq, xa[r], xc[r]) - z * static_cast<int>(d[r].y));
     }
   }
 }
@@ -147,18 +147,7 @@ __device__ __forceinline__ void load8(const void *row, int64_t c, float *o) {
     const float4 b = __ldcs(reinterpret_cast<const float4 *>(static_cast<const float *>(row) + c + 4));
     o[0] = a.x, o[1] = a.y, o[2] = a.z, o[3] = a.w, o[4] = b.x, o[5] = b.y, o[6] = b.z, o[7] = b.w;
   } else {
-    const uint4 u = __ldcs(reinterpret_cast<const uint4 *>(static_cast<const uint16_t *>(row) + c));
-    const uint32_t v[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      if constexpr (T == WType::F16) {
-        o[2 * i] = f16_bits_to_float(static_cast<uint16_t>(v[i] & 0xFFFF));
-        o[2 * i + 1] = f16_bits_to_float(static_cast<uint16_t>(v[i] >> 16));
-      } else {
-        o[2 * i] = __uint_as_float(v[i] << 16);
-        o[2 * i + 1] = __uint_as_float(v[i] & 0xFFFF0000u);
-      }
-    }
+    unpack8_16bit<T == WType::F16>(__ldcs(reinterpret_cast<const uint4 *>(static_cast<const uint16_t *>(row) + c)), o);
   }
 }
 

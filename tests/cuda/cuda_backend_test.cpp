@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "llm.h"
+#include "tests/common/handles.h"
 #include "runtime/backend_cuda.h"
 #include "runtime/model.h"
 #include "runtime/session.h"
@@ -37,14 +38,8 @@ std::string work_file(const std::string &name) { return std::string(LLM_WORK_DIR
 #define REQUIRE_FILE(path) \
   if (!exists(path)) GTEST_SKIP() << (path) << " not found"
 
-struct ModelDeleter {
-  void operator()(llm_model *m) const { llm_model_free(m); }
-};
-struct SessionDeleter {
-  void operator()(llm_session *s) const { llm_session_free(s); }
-};
-using ModelPtr = std::unique_ptr<llm_model, ModelDeleter>;
-using SessionPtr = std::unique_ptr<llm_session, SessionDeleter>;
+using llm_test::ModelPtr;
+using llm_test::SessionPtr;
 
 ModelPtr load(const std::string &path, const char *device) {
   llm_model_params p;

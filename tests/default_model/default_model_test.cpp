@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "llm.h"
+#include "tests/common/handles.h"
 
 namespace {
 
@@ -39,14 +40,8 @@ const json &reference() {
   return r;
 }
 
-struct ModelDeleter {
-  void operator()(llm_model *m) const { llm_model_free(m); }
-};
-struct SessionDeleter {
-  void operator()(llm_session *s) const { llm_session_free(s); }
-};
-using ModelPtr = std::unique_ptr<llm_model, ModelDeleter>;
-using SessionPtr = std::unique_ptr<llm_session, SessionDeleter>;
+using llm_test::ModelPtr;
+using llm_test::SessionPtr;
 
 ModelPtr load(const std::string &weights) {
   const std::string path = work_file("libllm-tiny-" + weights + ".llm");

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "llm.h"
+#include "tests/common/handles.h"
 
 namespace {
 
@@ -23,14 +24,8 @@ std::string eval_text_path() {
 }
 bool exists(const std::string &path) { return std::ifstream(path).good(); }
 
-struct ModelDeleter {
-  void operator()(llm_model *m) const { llm_model_free(m); }
-};
-struct SessionDeleter {
-  void operator()(llm_session *s) const { llm_session_free(s); }
-};
-using ModelPtr = std::unique_ptr<llm_model, ModelDeleter>;
-using SessionPtr = std::unique_ptr<llm_session, SessionDeleter>;
+using llm_test::ModelPtr;
+using llm_test::SessionPtr;
 
 class KvModelTest : public ::testing::Test {
  protected:

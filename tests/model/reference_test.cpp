@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "llm.h"
+#include "tests/common/handles.h"
 #include "tests/common/npy.h"
 
 namespace {
@@ -30,14 +31,8 @@ json load_json(const std::string &path) {
   return json::parse(f);
 }
 
-struct ModelDeleter {
-  void operator()(llm_model *m) const { llm_model_free(m); }
-};
-struct SessionDeleter {
-  void operator()(llm_session *s) const { llm_session_free(s); }
-};
-using ModelPtr = std::unique_ptr<llm_model, ModelDeleter>;
-using SessionPtr = std::unique_ptr<llm_session, SessionDeleter>;
+using llm_test::ModelPtr;
+using llm_test::SessionPtr;
 
 ModelPtr load(const std::string &path) {
   llm_model *m = nullptr;
