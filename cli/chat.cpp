@@ -22,13 +22,13 @@ namespace {
 const char kUsage[] =
     "usage: llm chat -m MODEL [--system TEXT] [-n 256] [--temp 0.7] [--top-k 40] [--top-p 0.95]\n"
     "                [--min-p 0.05] [--repeat-penalty 1.1] [--seed 0] [--ctx N] [-t N] [--no-verify]\n"
-    "                [--kv f16|f32|bf16|int8|int4] [--stats]\n"
+    "                [--kv f16|f32|bf16|int8|int4] [--device cpu|cuda|cuda:N] [--stats]\n"
     "Reads one user message per line from stdin and streams the replies to stdout.\n"
     "Lines /reset (forget the conversation) and /quit are commands; end of input quits.\n"
     "A model without a chat template is driven with a plain \"User: / Assistant:\" format.\n";
 
 struct ChatOptions {
-  std::string model, system;
+  std::string model, system, device = "cpu";
   int32_t n_predict = 256, top_k = 40, n_ctx = 0, n_threads = 0, kv_type = LLM_KV_DEFAULT;
   float temp = 0.7f, top_p = 0.95f, min_p = 0.05f, repeat_penalty = 1.1f;
   uint64_t seed = 0;
@@ -65,6 +65,7 @@ ChatOptions parse(int argc, char **argv) {
     const char *v = argv[++i];
     if (k == "-m" || k == "--model") o.model = v;
     else if (k == "--system") o.system = v;
+    else if (k == "--device") o.device = v;
     else if (k == "-n") o.n_predict = static_cast<int32_t>(number(k.c_str(), v));
     else if (k == "--temp") o.temp = static_cast<float>(number(k.c_str(), v));
     else if (k == "--top-k") o.top_k = static_cast<int32_t>(number(k.c_str(), v));
@@ -182,6 +183,7 @@ int cmd_chat(int argc, char **argv) {
   llm_model_params mp;
   llm_model_params_init(&mp);
   mp.n_threads = o.n_threads;
+  mp.device = o.device.c_str();
   if (!o.verify) mp.verify = LLM_VERIFY_NONE;
   llm_model *model = nullptr;
   check(llm_model_load(o.model.c_str(), &mp, &model), "loading the model");
