@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "llm.h"
+#include "tests/common/greedy.h"
 #include "tests/common/handles.h"
 #include "tests/common/npy.h"
 
@@ -124,22 +125,11 @@ TEST_P(TinyLlamaCode, GreedyContinuationMatchesReference) {
   REQUIRE_FILE(model_file());
   ModelPtr model = load(model_file());
   json ref = load_json(ref_dir() + "/reference.json");
-  llm_generate_params gp;
-  llm_generate_params_init(&gp);
-  gp.temperature = 0;
   for (const json &c : ref["cases"]) {
-    std::vector<llm_token> ids = c["input_ids"].get<std::vector<llm_token>>();
-    std::vector<llm_token> want = c["greedy_ids"].get<std::vector<llm_token>>();
-    SessionPtr s = session(model.get(), 0, false);
-    ASSERT_EQ(llm_session_eval(s.get(), ids.data(), ids.size()), LLM_OK) << llm_last_error();
-    std::vector<llm_token> got;
-    for (size_t i = 0; i < want.size(); ++i) {
-      llm_token t = -1;
-      ASSERT_EQ(llm_session_sample(s.get(), &gp, &t), LLM_OK) << llm_last_error();
-      got.push_back(t);
-      ASSERT_EQ(llm_session_eval(s.get(), &t, 1), LLM_OK) << llm_last_error();
-    }
-    EXPECT_EQ(got, want) << "prompt: " << c["prompt"];
+    const std::vector<llm_token> want = c["greedy_ids"].get<std::vector<llm_token>>();
+    EXPECT_EQ(llm_test::greedy_continuation(model.get(), c["input_ids"].get<std::vector<llm_token>>(), want.size()),
+              want)
+        << "prompt: " << c["prompt"];
   }
 }
 
