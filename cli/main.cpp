@@ -608,8 +608,10 @@ int cmd_bench(const Args &a) {
     std::printf("load %.1f ms, weights %.1f MB, KV cache %.1f MB (%s, %" PRIu64 " bytes/token), session %.1f MB, "
                 "peak RSS %.1f MB\n", load_s * 1e3, info.weights_bytes / 1e6, si.kv_bytes / 1e6,
                 kv_type_label(si.kv_type), si.kv_bytes_per_token, si.memory_bytes / 1e6, peak / 1e6);
-    std::printf("state of the %lld-token prompt: %.2f MB, save %.2f ms, restore %.2f ms (%.0fx faster than prefill)\n",
-                n_prompt, state_bytes / 1e6, save_s * 1e3, restore_s * 1e3, prefill_s / restore_s);
+    const double ratio = prefill_s / restore_s;
+    std::printf("state of the %lld-token prompt: %.2f MB, save %.2f ms, restore %.2f ms (%.*fx %s than prefill)\n",
+                n_prompt, state_bytes / 1e6, save_s * 1e3, restore_s * 1e3, ratio >= 1 ? (ratio >= 10 ? 0 : 1) : 1,
+                ratio >= 1 ? ratio : 1 / ratio, ratio >= 1 ? "faster" : "slower");
     if (n_sessions > 1)
       std::printf("batched decode of %lld sessions: %.2f tok/s in all (%.2fx the single-session decode)\n", n_sessions,
                   batch_tps, batch_tps / decode_tps);

@@ -5,8 +5,10 @@
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <algorithm>
 #include <random>
 #include <sstream>
+#include <thread>
 #include <vector>
 
 #include "format/error.h"
@@ -90,15 +92,32 @@ void write_safetensors(const std::string &path, const std::vector<Tensor> &tenso
   if (!f) fail(LLM_ERR_IO, "cannot create " + path);
   const uint64_t hlen = h.size();
   bool ok = std::fwrite(&hlen, 8, 1, f) == 1 && std::fwrite(h.data(), 1, h.size(), f) == h.size();
-  std::mt19937_64 rng(seed);
-  std::vector<uint16_t> buf(1 << 20);
-  for (const Tensor &t : tensors) {
-    std::normal_distribution<float> dist(0.0f, t.stddev > 0 ? t.stddev : 1.0f);
-    for (uint64_t done = 0, n = numel(t); ok && done < n;) {
-      const size_t chunk = static_cast<size_t>(std::min<uint64_t>(buf.size(), n - done));
-      for (size_t i = 0; i < chunk; ++i) buf[i] = cpu::f32_to_bf16(t.stddev > 0 ? dist(rng) : 1.0f);
-      ok = std::fwrite(buf.data(), 2, chunk, f) == chunk;
-      done += chunk;
+  // Values come in chunks of 1 Mi, each drawn from its own generator seeded
+  // by (seed, tensor, chunk), so the file depends only on the seed while the
+  // chunks of a batch are drawn on all cores.
+  constexpr size_t kChunk = size_t{1} << 20;
+  const unsigned n_threads = std::max(1u, std::min(16u, std::thread::hardware_concurrency()));
+  std::vector<std::vector<uint16_t>> bufs(n_threads, std::vector<uint16_t>(kChunk));
+  for (size_t ti = 0; ok && ti < tensors.size(); ++ti) {
+    const Tensor &t = tensors[ti];
+    const uint64_t n = numel(t), chunks = (n + kChunk - 1) / kChunk;
+    for (uint64_t c0 = 0; ok && c0 < chunks; c0 += n_threads) {
+      const unsigned batch = static_cast<unsigned>(std::min<uint64_t>(n_threads, chunks - c0));
+      auto draw = [&](unsigned i) {
+        const uint64_t c = c0 + i, len = std::min<uint64_t>(kChunk, n - c * kChunk);
+        std::seed_seq seq{seed, static_cast<uint64_t>(ti), c};
+        std::mt19937_64 rng(seq);
+        std::normal_distribution<float> dist(0.0f, t.stddev > 0 ? t.stddev : 1.0f);
+        for (uint64_t j = 0; j < len; ++j) bufs[i][j] = cpu::f32_to_bf16(t.stddev > 0 ? dist(rng) : 1.0f);
+      };
+      std::vector<std::thread> pool;
+      for (unsigned i = 1; i < batch; ++i) pool.emplace_back(draw, i);
+      draw(0);
+      for (std::thread &th : pool) th.join();
+      for (unsigned i = 0; ok && i < batch; ++i) {
+        const size_t len = static_cast<size_t>(std::min<uint64_t>(kChunk, n - (c0 + i) * kChunk));
+        ok = std::fwrite(bufs[i].data(), 2, len, f) == len;
+      }
     }
   }
   ok = std::fclose(f) == 0 && ok;

@@ -125,13 +125,68 @@ __global__ void rope_kernel(float *x, int64_t ldx, int n_heads, int hd, const fl
     rope_pair(xh, t, half, cos[static_cast<int64_t>(i) * half + t], sin[static_cast<int64_t>(i) * half + t]);
 }
 
+// Values d0..d0+NT-1 of a KV row (NT 2 or 4, d0 a multiple of NT), with
+// one load for the float types. Q8 / Q4 rows are only 2-byte aligned.
+template <KvFormat F, int NT>
+__device__ __forceinline__ void kv_load_vec(const uint8_t *row, int d0, int hd, float (&o)[NT]) {
+  static_assert(NT == 2 || NT == 4, "2 or 4 values");
+  if constexpr (F == KvFormat::F32) {
+    if constexpr (NT == 4) {
+      const float4 a = *reinterpret_cast<const float4 *>(row + 4 * d0);
+      o[0] = a.x, o[1] = a.y, o[2] = a.z, o[3] = a.w;
+    } else {
+      const float2 a = *reinterpret_cast<const float2 *>(row + 4 * d0);
+      o[0] = a.x, o[1] = a.y;
+    }
+  } else if constexpr (F == KvFormat::F16 || F == KvFormat::BF16) {
+    uint32_t u[NT / 2];
+    if constexpr (NT == 4) {
+      const uint2 a = *reinterpret_cast<const uint2 *>(row + 2 * d0);
+      u[0] = a.x, u[1] = a.y;
+    } else {
+      u[0] = *reinterpret_cast<const uint32_t *>(row + 2 * d0);
+    }
+#pragma unroll
+    for (int i = 0; i < NT / 2; ++i) {
+      if constexpr (F == KvFormat::F16) {
+        o[2 * i] = f16_bits_to_float(static_cast<uint16_t>(u[i] & 0xFFFF));
+        o[2 * i + 1] = f16_bits_to_float(static_cast<uint16_t>(u[i] >> 16));
+      } else {
+        o[2 * i] = __uint_as_float(u[i] << 16);
+        o[2 * i + 1] = __uint_as_float(u[i] & 0xFFFF0000u);
+      }
+    }
+  } else if constexpr (F == KvFormat::Q8) {
+    const float d = f16_bits_to_float(load_u16(row + hd));
+#pragma unroll
+    for (int i = 0; i < NT / 2; ++i) {
+      const uint16_t u = load_u16(row + d0 + 2 * i);
+      o[2 * i] = static_cast<float>(static_cast<int8_t>(u & 0xFF)) * d;
+      o[2 * i + 1] = static_cast<float>(static_cast<int8_t>(u >> 8)) * d;
+    }
+  } else {
+    const int g = d0 >> 5, e = d0 & 31, shift = e < 16 ? 0 : 4;
+    const float d = f16_bits_to_float(load_u16(row + hd / 2 + 2 * g));
+    const uint8_t *b = row + g * 16 + (e & 15);
+#pragma unroll
+    for (int i = 0; i < NT / 2; ++i) {
+      const uint16_t u = load_u16(b + 2 * i);
+      o[2 * i] = static_cast<float>(((u >> shift) & 0x0F) - 8) * d;
+      o[2 * i + 1] = static_cast<float>(((u >> (8 + shift)) & 0x0F) - 8) * d;
+    }
+  }
+}
+
 // NT: value dimensions per lane, ceil(head_dim / 32) rounded up to a
-// specialization (2 for 64, 4 for 128, else kMaxLaneDims).
+// specialization (2 for 64, 4 for 128, else kMaxLaneDims). For 64 and 128
+// each lane owns NT adjacent dimensions (one load per value row), else
+// dimensions lane, lane + 32, ...
 template <KvFormat F, int NT>
 __global__ void __launch_bounds__(kAttnWarps * 32)
     attention_kernel(KvLayer kv, const int32_t *staging, int seg, const float *q, int64_t ldq, int n_heads,
                      int64_t window, float scale, float *out, int64_t ldo, float *partial, int n_splits,
                      int64_t split_len) {
+  constexpr bool kContig = NT == 2 || NT == 4;  // head_dim == 32 * NT
   pdl_begin();
   __shared__ __align__(16) float qs[kMaxHeadDim];
   __shared__ float wacc[kAttnWarps][kMaxHeadDim];
@@ -163,7 +218,9 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
     if (valid) {
       const uint8_t *kr = kv_row(kv, pages, 0, kvh, j);
       float dot = 0.0f;
-      for (int c = 0; c < hd; c += 8) {
+      const int hdl = kContig ? NT * 32 : hd;  // a constant for the specializations: loads unrolled
+#pragma unroll
+      for (int c = 0; c < hdl; c += 8) {
         float kv8[8];
         kv_load8<F>(kr, c, hd, kv8);
         const float4 qa = *reinterpret_cast<const float4 *>(qs + c);
@@ -180,23 +237,41 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
 #pragma unroll
     for (int t = 0; t < NT; ++t) acc[t] *= corr;
     const int cnt = static_cast<int>(min(int64_t{32}, hi - base + 1));
-#pragma unroll 4
-    for (int kk = 0; kk < cnt; ++kk) {
-      const float pk = __shfl_sync(0xffffffffu, pr, kk);
-      const uint8_t *vr = reinterpret_cast<const uint8_t *>(
-          __shfl_sync(0xffffffffu, reinterpret_cast<unsigned long long>(my_v), kk));
+    // The value rows of KB keys are loaded before any is used.
+    constexpr int KB = kContig ? 16 : 4;
+    for (int k0 = 0; k0 < cnt; k0 += KB) {
+      float vv[KB][NT], pk[KB];
 #pragma unroll
-      for (int t = 0; t < NT; ++t) {
-        const int d = lane + 32 * t;
-        if (d < hd) acc[t] += pk * kv_elem<F>(vr, d, hd);
+      for (int kk = 0; kk < KB; ++kk) {
+        const int key = k0 + kk;  // warp-uniform
+        pk[kk] = __shfl_sync(0xffffffffu, pr, key & 31);
+        const uint8_t *vr = reinterpret_cast<const uint8_t *>(
+            __shfl_sync(0xffffffffu, reinterpret_cast<unsigned long long>(my_v), key & 31));
+        if (key >= cnt) {
+          pk[kk] = 0.0f;
+#pragma unroll
+          for (int t = 0; t < NT; ++t) vv[kk][t] = 0.0f;
+        } else if constexpr (kContig) {
+          kv_load_vec<F, NT>(vr, lane * NT, hd, vv[kk]);
+        } else {
+#pragma unroll
+          for (int t = 0; t < NT; ++t) {
+            const int d = lane + 32 * t;
+            vv[kk][t] = d < hd ? kv_elem<F>(vr, d, hd) : 0.0f;
+          }
+        }
       }
+#pragma unroll
+      for (int kk = 0; kk < KB; ++kk)
+#pragma unroll
+        for (int t = 0; t < NT; ++t) acc[t] += pk[kk] * vv[kk][t];
     }
     m = mn;
   }
   if (lane == 0) wm[warp] = m, wl[warp] = l;
 #pragma unroll
   for (int t = 0; t < NT; ++t) {
-    const int d = lane + 32 * t;
+    const int d = kContig ? lane * NT + t : lane + 32 * t;
     if (d < hd) wacc[warp][d] = acc[t];
   }
   __syncthreads();

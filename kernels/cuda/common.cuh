@@ -14,15 +14,26 @@ namespace llm::cuda {
 #define LLM_CUDA_LAUNCH_CHECK() (void)cudaPeekAtLastError()
 
 // Programmatic dependent launch (Hopper and later): each kernel lets the
-// next one in the stream launch as soon as all of its blocks have started,
-// and waits for the previous one to finish (and its writes to be visible)
-// before touching memory. This hides the launch latency of the many short
-// kernels of a decode step. Every kernel starts with pdl_begin().
-__device__ __forceinline__ void pdl_begin() {
+// next one in the stream launch as soon as all of its blocks have started
+// (pdl_trigger), and waits for the previous one to finish (and its writes to
+// be visible) before touching what that one wrote (pdl_wait). This hides the
+// launch latency of the many short kernels of a decode step. Every kernel
+// calls both, most at once through pdl_begin(); the GEMV kernels issue their
+// first weight loads (constant during a step) before waiting, so weights
+// stream in while the previous kernel finishes.
+__device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   cudaGridDependencySynchronize();
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   cudaTriggerProgrammaticLaunchCompletion();
 #endif
+}
+__device__ __forceinline__ void pdl_begin() {
+  pdl_wait();
+  pdl_trigger();
 }
 
 bool pdl_supported();  // the current device is compute capability 9.0 or later

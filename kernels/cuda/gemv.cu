@@ -1,28 +1,28 @@
-// Matrix-vector products for decoding (up to kGemvMaxRows input rows): one
-// warp per four output features, every lane streaming 16-byte pieces of the
-// weight rows once for all input rows. Quantized weights: integer dot products of the
-// 4- or 8-bit values with the int8-quantized input, one scale per group;
-// float weights: fp32 products with the fp32 input. Several weights sharing
-// one input (q, k, v; gate, up) run in one launch.
+// Matrix-vector products for decoding (up to kGemvMaxRows input rows): a
+// warp computes R consecutive output features, each lane streaming 16-byte
+// pieces of the weight rows once for all input rows. Quantized weights:
+// integer dot products of the 4- or 8-bit values with the int8-quantized
+// input, one scale (and zero-point) per group; float weights: fp32 products
+// with the fp32 input. Several weights sharing one input (q, k, v; gate, up)
+// run in one launch.
+//
+// Decoding is bound by how fast the weights stream in, so each lane issues
+// all the loads of U pieces per row (weights, scales, zero-points) before it
+// uses any of them, and the first of those loads go out before the kernel
+// waits for the previous one (pdl_wait): weights do not change during a step.
+// R and U are chosen per launch (gemv below) from the number of rows and k.
 #include "kernels/cuda/common.cuh"
 
 namespace llm::cuda {
 namespace {
 
 constexpr int kWarps = 8;
-constexpr int kRowsPerWarp = 4;
 
 struct GemvJobs {
   GemvJob job[kMaxGemvJobs];
   int64_t warp_end[kMaxGemvJobs];  // cumulative warps
   int n_jobs;
 };
-
-// Each warp computes kRowsPerWarp consecutive output features: every lane
-// issues the loads of all of them before using any, so each lane keeps
-// several 16-byte weight loads in flight, and the input is read once for
-// all of them.
-constexpr int R = kRowsPerWarp;
 
 // Group of the b-th block of 32 values: a shift for the usual power-of-two
 // group sizes (no integer division in the inner loops).
@@ -50,85 +50,77 @@ __device__ __forceinline__ int dot32(const int (&wq)[8], const int4 a, const int
   return __dp4a(wq[7], c.w, dot);
 }
 
-// Block b of every input row: its 32 int8 values (as two int4) and (scale, sum).
-template <int NR>
-__device__ __forceinline__ void load_input(const int8_t *q, const float2 *ds, int64_t k, int nb, int b, int4 *xa,
-                                           int4 *xc, float2 *d) {
-#pragma unroll
-  for (int r = 0; r < NR; ++r) {
-    const int4 *xq = reinterpret_cast<const int4 *>(q + r * k + b * 32);
-    xa[r] = xq[0];
-    xc[r] = xq[1];
-    d[r] = ds[r * nb + b];
+// Waits for the previous kernel once (see the top of the file).
+__device__ __forceinline__ void wait_once(bool &waited) {
+  if (!waited) {
+    pdl_wait();
+    waited = true;
   }
 }
 
-// I4: a row is k / 2 bytes, 16-byte blocks of 32 values (low nibbles: values
-// 0..15 of the block, high nibbles: 16..31); value = (q - z) * scale.
-template <int NR>
-__device__ __forceinline__ void dot_i4(const DevWeight &w, int64_t row0, int nvalid, int64_t k, const int8_t *q,
-                                       const float2 *ds, float (&acc)[R][NR]) {
+// Quantized weights. I4: a row is k / 2 bytes, one 16-byte piece per block
+// of 32 values (low nibbles: values 0..15, high nibbles: 16..31), value =
+// (q - z) * scale with z = 8 when symmetric. I8: a row is k int8 values, two
+// 16-byte pieces per block; z = 0 when symmetric.
+template <bool kI4, int NR, int R, int U>
+__device__ __forceinline__ void dot_quant(const DevWeight &w, int64_t row0, int nvalid, int64_t k, const int8_t *q,
+                                          const float2 *ds, float (&acc)[R][NR], bool &waited) {
+  constexpr int C = kI4 ? 1 : 2;  // 16-byte pieces per block of 32
   const int lane = threadIdx.x & 31;
   const int nb = static_cast<int>(k / 32), gpr = static_cast<int>(k / w.group);
   const GroupOf group_of(static_cast<int>(w.group / 32));
-  const uint4 *wr = reinterpret_cast<const uint4 *>(static_cast<const uint8_t *>(w.data) + row0 * (k / 2));
-  for (int b = lane; b < nb; b += 32) {
-    uint4 wv[R];
+  const uint4 *wr = reinterpret_cast<const uint4 *>(static_cast<const uint8_t *>(w.data) + row0 * nb * C * 16);
+  for (int b0 = 0; b0 < nb; b0 += 32 * U) {
+    uint4 wv[R][U][C];
+    float scale[R][U];
+    int zero[R][U];
 #pragma unroll
-    for (int rr = 0; rr < R; ++rr) wv[rr] = rr < nvalid ? __ldcs(wr + rr * nb + b) : make_uint4(0, 0, 0, 0);
-    int4 xa[NR], xc[NR];
-    float2 d[NR];
-    load_input<NR>(q, ds, k, nb, b, xa, xc, d);
-    const int g = group_of(b);
+    for (int u = 0; u < U; ++u) {
+      const int b = b0 + u * 32 + lane;
 #pragma unroll
-    for (int rr = 0; rr < R; ++rr) {
-      if (rr >= nvalid) break;
-      const int64_t gi = (row0 + rr) * gpr + g;
-      const float scale = f16_bits_to_float(w.scales[gi]);
-      const int z = w.zeros ? static_cast<const uint8_t *>(w.zeros)[gi] : 8;
-      const uint4 v = wv[rr];
-      const int lo0 = v.x & 0x0F0F0F0F, lo1 = v.y & 0x0F0F0F0F, lo2 = v.z & 0x0F0F0F0F, lo3 = v.w & 0x0F0F0F0F;
-      const int hi0 = (v.x >> 4) & 0x0F0F0F0F, hi1 = (v.y >> 4) & 0x0F0F0F0F, hi2 = (v.z >> 4) & 0x0F0F0F0F,
-                hi3 = (v.w >> 4) & 0x0F0F0F0F;
-      const int wq[8] = {lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3};
+      for (int rr = 0; rr < R; ++rr) {
+        const bool ok = b < nb && rr < nvalid;
 #pragma unroll
-      for (int r = 0; r < NR; ++r)
-        acc[rr][r] += scale * d[r].x * static_cast<float>(dot32(wq, xa[r], xc[r]) - z * static_cast<int>(d[r].y));
+        for (int c = 0; c < C; ++c) wv[rr][u][c] = ok ? __ldcs(wr + (rr * nb + b) * C + c) : make_uint4(0, 0, 0, 0);
+        const int64_t gi = (row0 + rr) * gpr + group_of(b);
+        scale[rr][u] = ok ? f16_bits_to_float(__ldg(w.scales + gi)) : 0.0f;
+        if constexpr (kI4)
+          zero[rr][u] = ok && w.zeros ? __ldg(static_cast<const uint8_t *>(w.zeros) + gi) : 8;
+        else
+          zero[rr][u] = ok && w.zeros ? __ldg(static_cast<const int8_t *>(w.zeros) + gi) : 0;
+      }
     }
-  }
-}
-
-// I8: a row is k int8 values; value = (q - z) * scale.
-template <int NR>
-__device__ __forceinline__ void dot_i8(const DevWeight &w, int64_t row0, int nvalid, int64_t k, const int8_t *q,
-                                       const float2 *ds, float (&acc)[R][NR]) {
-  const int lane = threadIdx.x & 31;
-  const int nb = static_cast<int>(k / 32), gpr = static_cast<int>(k / w.group);
-  const GroupOf group_of(static_cast<int>(w.group / 32));
-  const uint4 *wr = reinterpret_cast<const uint4 *>(static_cast<const int8_t *>(w.data) + row0 * k);
-  for (int b = lane; b < nb; b += 32) {
-    uint4 w0[R], w1[R];
+    wait_once(waited);
 #pragma unroll
-    for (int rr = 0; rr < R; ++rr) {
-      w0[rr] = rr < nvalid ? __ldcs(wr + rr * 2 * nb + 2 * b) : make_uint4(0, 0, 0, 0);
-      w1[rr] = rr < nvalid ? __ldcs(wr + rr * 2 * nb + 2 * b + 1) : make_uint4(0, 0, 0, 0);
-    }
-    int4 xa[NR], xc[NR];
-    float2 d[NR];
-    load_input<NR>(q, ds, k, nb, b, xa, xc, d);
-    const int g = group_of(b);
+    for (int u = 0; u < U; ++u) {
+      const int b = b0 + u * 32 + lane;
+      if (b >= nb) break;
+      int4 xa[NR], xc[NR];  // block b of every input row: 32 int8 values and (scale, sum)
+      float2 d[NR];
 #pragma unroll
-    for (int rr = 0; rr < R; ++rr) {
-      if (rr >= nvalid) break;
-      const int64_t gi = (row0 + rr) * gpr + g;
-      const float scale = f16_bits_to_float(w.scales[gi]);
-      const int z = w.zeros ? static_cast<const int8_t *>(w.zeros)[gi] : 0;
-      const int wq[8] = {static_cast<int>(w0[rr].x), static_cast<int>(w0[rr].y), static_cast<int>(w0[rr].z),
-                         static_cast<int>(w0[rr].w), static_cast<int>(w1[rr].x), static_cast<int>(w1[rr].y),
-                         static_cast<int>(w1[rr].z), static_cast<int>(w1[rr].w)};
+      for (int r = 0; r < NR; ++r) {
+        const int4 *xq = reinterpret_cast<const int4 *>(q + r * k + b * 32);
+        xa[r] = xq[0];
+        xc[r] = xq[1];
+        d[r] = ds[r * nb + b];
+      }
 #pragma unroll
-      for (int r = 0; r < NR; ++r)
-        acc[rr][r] += scale * d[r].x * static_cast<float>(dot32(wq, xa[r], xc[r]) - z * static_cast<int>(d[r].y));
+      for (int rr = 0; rr < R; ++rr) {
+        int wq[8];
+        if constexpr (kI4) {
+          const uint4 v = wv[rr][u][0];
+          wq[0] = v.x & 0x0F0F0F0F, wq[1] = v.y & 0x0F0F0F0F, wq[2] = v.z & 0x0F0F0F0F, wq[3] = v.w & 0x0F0F0F0F;
+          wq[4] = (v.x >> 4) & 0x0F0F0F0F, wq[5] = (v.y >> 4) & 0x0F0F0F0F, wq[6] = (v.z >> 4) & 0x0F0F0F0F;
+          wq[7] = (v.w >> 4) & 0x0F0F0F0F;
+        } else {
+          const uint4 a = wv[rr][u][0], c = wv[rr][u][C - 1];
+          wq[0] = a.x, wq[1] = a.y, wq[2] = a.z, wq[3] = a.w, wq[4] = c.x, wq[5] = c.y, wq[6] = c.z, wq[7] = c.w;
+        }
+#pragma unroll
+        for (int r = 0; r < NR; ++r)
+          acc[rr][r] += scale[rr][u] * d[r].x *
+                        static_cast<float>(dot32(wq, xa[r], xc[r]) - zero[rr][u] * static_cast<int>(d[r].y));
+      }
     }
   }
 }
@@ -140,44 +132,74 @@ __device__ __forceinline__ float float_elem(const void *row, int64_t c) {
   return bf16_bits_to_float(static_cast<const uint16_t *>(row)[c]);
 }
 
+// Values c..c+7 of a float weight row: 32 bytes (F32) or 16 bytes, as loaded.
 template <WType T>
-__device__ __forceinline__ void load8(const void *row, int64_t c, float *o) {
+struct Piece {
+  uint4 v[T == WType::F32 ? 2 : 1];
+};
+template <WType T>
+__device__ __forceinline__ Piece<T> load_piece(const void *row, int64_t c) {
+  Piece<T> p;
   if constexpr (T == WType::F32) {
-    const float4 a = __ldcs(reinterpret_cast<const float4 *>(static_cast<const float *>(row) + c));
-    const float4 b = __ldcs(reinterpret_cast<const float4 *>(static_cast<const float *>(row) + c + 4));
-    o[0] = a.x, o[1] = a.y, o[2] = a.z, o[3] = a.w, o[4] = b.x, o[5] = b.y, o[6] = b.z, o[7] = b.w;
+    const uint4 *a = reinterpret_cast<const uint4 *>(static_cast<const float *>(row) + c);
+    p.v[0] = __ldcs(a);
+    p.v[1] = __ldcs(a + 1);
   } else {
-    unpack8_16bit<T == WType::F16>(__ldcs(reinterpret_cast<const uint4 *>(static_cast<const uint16_t *>(row) + c)), o);
+    p.v[0] = __ldcs(reinterpret_cast<const uint4 *>(static_cast<const uint16_t *>(row) + c));
+  }
+  return p;
+}
+template <WType T>
+__device__ __forceinline__ void unpack_piece(const Piece<T> &p, float *o) {
+  if constexpr (T == WType::F32) {
+    o[0] = __uint_as_float(p.v[0].x), o[1] = __uint_as_float(p.v[0].y), o[2] = __uint_as_float(p.v[0].z);
+    o[3] = __uint_as_float(p.v[0].w), o[4] = __uint_as_float(p.v[1].x), o[5] = __uint_as_float(p.v[1].y);
+    o[6] = __uint_as_float(p.v[1].z), o[7] = __uint_as_float(p.v[1].w);
+  } else {
+    unpack8_16bit<T == WType::F16>(p.v[0], o);
   }
 }
 
 // Float weights against the fp32 input; `vec`: k % 8 == 0 and ldx % 4 == 0.
-template <WType T, int NR>
+template <WType T, int NR, int R, int U>
 __device__ __forceinline__ void dot_float(const DevWeight &w, int64_t row0, int nvalid, int64_t k, const float *x,
-                                          int64_t ldx, bool vec, float (&acc)[R][NR]) {
+                                          int64_t ldx, bool vec, float (&acc)[R][NR], bool &waited) {
   const int lane = threadIdx.x & 31;
   const size_t esize = T == WType::F32 ? 4 : 2;
   const uint8_t *base = static_cast<const uint8_t *>(w.data) + row0 * k * esize;
   if (vec) {
-    for (int64_t c = lane * 8; c < k; c += 256) {
-      float wv[R][8];
+    for (int64_t c0 = 0; c0 < k; c0 += 256 * U) {
+      Piece<T> wv[R][U];
 #pragma unroll
-      for (int rr = 0; rr < R; ++rr)
-        if (rr < nvalid) load8<T>(base + rr * k * esize, c, wv[rr]);
+      for (int u = 0; u < U; ++u) {
+        const int64_t c = c0 + u * 256 + lane * 8;
 #pragma unroll
-      for (int r = 0; r < NR; ++r) {
-        const float4 a = *reinterpret_cast<const float4 *>(x + r * ldx + c);
-        const float4 b = *reinterpret_cast<const float4 *>(x + r * ldx + c + 4);
+        for (int rr = 0; rr < R; ++rr)
+          if (c < k && rr < nvalid) wv[rr][u] = load_piece<T>(base + rr * k * esize, c);
+      }
+      wait_once(waited);
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int64_t c = c0 + u * 256 + lane * 8;
+        if (c >= k) break;
 #pragma unroll
         for (int rr = 0; rr < R; ++rr) {
           if (rr >= nvalid) break;
-          acc[rr][r] += wv[rr][0] * a.x + wv[rr][1] * a.y + wv[rr][2] * a.z + wv[rr][3] * a.w +
-                        wv[rr][4] * b.x + wv[rr][5] * b.y + wv[rr][6] * b.z + wv[rr][7] * b.w;
+          float f[8];
+          unpack_piece<T>(wv[rr][u], f);
+#pragma unroll
+          for (int r = 0; r < NR; ++r) {
+            const float4 a = *reinterpret_cast<const float4 *>(x + r * ldx + c);
+            const float4 b = *reinterpret_cast<const float4 *>(x + r * ldx + c + 4);
+            acc[rr][r] += f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w + f[4] * b.x + f[5] * b.y +
+                          f[6] * b.z + f[7] * b.w;
+          }
         }
       }
     }
     return;
   }
+  wait_once(waited);
   for (int rr = 0; rr < R; ++rr) {
     if (rr >= nvalid) break;
     const void *wr = base + rr * k * esize;
@@ -189,17 +211,21 @@ __device__ __forceinline__ void dot_float(const DevWeight &w, int64_t row0, int 
   }
 }
 
-template <int NR>
+template <int NR, int R, int U>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant__ GemvJobs jobs, int64_t k,
                                                            const float *x, int64_t ldx, const int8_t *q,
                                                            const float2 *ds, bool vec) {
-  pdl_begin();
+  pdl_trigger();
+  bool waited = false;
   const int lane = threadIdx.x & 31;
   // Warps are numbered across the jobs; job j owns ceil(rows_j / R) of them.
   int64_t warp = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
   int j = 0;
   while (j < jobs.n_jobs && warp >= jobs.warp_end[j]) ++j;
-  if (j == jobs.n_jobs) return;
+  if (j == jobs.n_jobs) {
+    pdl_wait();  // this grid finishes only after the previous one
+    return;
+  }
   if (j > 0) warp -= jobs.warp_end[j - 1];
   const GemvJob &job = jobs.job[j];
   const int64_t row0 = warp * R;
@@ -210,12 +236,13 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
 #pragma unroll
     for (int r = 0; r < NR; ++r) acc[rr][r] = 0.0f;
   switch (job.w.type) {
-    case WType::I4: dot_i4<NR>(job.w, row0, nvalid, k, q, ds, acc); break;
-    case WType::I8: dot_i8<NR>(job.w, row0, nvalid, k, q, ds, acc); break;
-    case WType::F32: dot_float<WType::F32, NR>(job.w, row0, nvalid, k, x, ldx, vec, acc); break;
-    case WType::F16: dot_float<WType::F16, NR>(job.w, row0, nvalid, k, x, ldx, vec, acc); break;
-    case WType::BF16: dot_float<WType::BF16, NR>(job.w, row0, nvalid, k, x, ldx, vec, acc); break;
+    case WType::I4: dot_quant<true, NR, R, U>(job.w, row0, nvalid, k, q, ds, acc, waited); break;
+    case WType::I8: dot_quant<false, NR, R, U>(job.w, row0, nvalid, k, q, ds, acc, waited); break;
+    case WType::F32: dot_float<WType::F32, NR, R, U>(job.w, row0, nvalid, k, x, ldx, vec, acc, waited); break;
+    case WType::F16: dot_float<WType::F16, NR, R, U>(job.w, row0, nvalid, k, x, ldx, vec, acc, waited); break;
+    case WType::BF16: dot_float<WType::BF16, NR, R, U>(job.w, row0, nvalid, k, x, ldx, vec, acc, waited); break;
   }
+  wait_once(waited);
 #pragma unroll
   for (int rr = 0; rr < R; ++rr) {
     if (rr >= nvalid) break;
@@ -234,10 +261,15 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
   }
 }
 
-template <int NR>
-void launch_gemv(const GemvJobs &jobs, unsigned blocks, int64_t k, const float *x, int64_t ldx, const int8_t *q,
+template <int NR, int R, int U>
+void launch_gemv(GemvJobs jobs, const GemvJob *job, int64_t k, const float *x, int64_t ldx, const int8_t *q,
                  const float2 *ds, bool vec, cudaStream_t s) {
-  launch(gemv_kernel<NR>, blocks, kWarps * 32, s, jobs, k, x, ldx, q, ds, vec);
+  int64_t warps = 0;
+  for (int i = 0; i < jobs.n_jobs; ++i) {
+    warps += (job[i].w.rows + R - 1) / R;
+    jobs.warp_end[i] = warps;
+  }
+  launch(gemv_kernel<NR, R, U>, ceil_div(warps, kWarps), kWarps * 32, s, jobs, k, x, ldx, q, ds, vec);
 }
 
 }  // namespace
@@ -245,26 +277,37 @@ void launch_gemv(const GemvJobs &jobs, unsigned blocks, int64_t k, const float *
 void gemv(const GemvJob *job, int n_jobs, int64_t n, int64_t k, const float *x, int64_t ldx,
           const void *quant_scratch, cudaStream_t s) {
   GemvJobs jobs{};
-  int64_t warps = 0;
+  int64_t rows = 0;
   for (int i = 0; i < n_jobs; ++i) {
     jobs.job[i] = job[i];
-    warps += (job[i].w.rows + kRowsPerWarp - 1) / kRowsPerWarp;
-    jobs.warp_end[i] = warps;
+    rows += job[i].w.rows;
   }
   jobs.n_jobs = n_jobs;
   const QuantInput qi =
       quant_scratch ? quant_input_at(const_cast<void *>(quant_scratch), n, k) : QuantInput{nullptr, nullptr};
   const bool vec = k % 8 == 0 && ldx % 4 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
-  const unsigned blocks = ceil_div(warps, kWarps);
-  switch (n) {
-    case 1: launch_gemv<1>(jobs, blocks, k, x, ldx, qi.q, qi.ds, vec, s); break;
-    case 2: launch_gemv<2>(jobs, blocks, k, x, ldx, qi.q, qi.ds, vec, s); break;
-    case 3: launch_gemv<3>(jobs, blocks, k, x, ldx, qi.q, qi.ds, vec, s); break;
-    case 4: launch_gemv<4>(jobs, blocks, k, x, ldx, qi.q, qi.ds, vec, s); break;
-    case 5: launch_gemv<5>(jobs, blocks, k, x, ldx, qi.q, qi.ds, vec, s); break;
-    case 6: launch_gemv<6>(jobs, blocks, k, x, ldx, qi.q, qi.ds, vec, s); break;
-    case 7: launch_gemv<7>(jobs, blocks, k, x, ldx, qi.q, qi.ds, vec, s); break;
-    default: launch_gemv<8>(jobs, blocks, k, x, ldx, qi.q, qi.ds, vec, s); break;
+  // One input row: with many rows (fused q/k/v or gate/up of 7B-class
+  // models, output heads) four rows per warp; with fewer, two rows per warp
+  // for more warps, and for long rows four pieces in flight per row.
+  // Measured on an H100 (docs/cuda.md). Several input rows: four rows per
+  // warp, one piece at a time (the input loads then dominate the registers).
+  if (n == 1) {
+    if (rows >= 8192)
+      launch_gemv<1, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
+    else if (k >= 4096)
+      launch_gemv<1, 2, 4>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
+    else
+      launch_gemv<1, 2, 2>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
+  } else {
+    switch (n) {
+      case 2: launch_gemv<2, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s); break;
+      case 3: launch_gemv<3, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s); break;
+      case 4: launch_gemv<4, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s); break;
+      case 5: launch_gemv<5, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s); break;
+      case 6: launch_gemv<6, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s); break;
+      case 7: launch_gemv<7, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s); break;
+      default: launch_gemv<8, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s); break;
+    }
   }
   LLM_CUDA_LAUNCH_CHECK();
 }

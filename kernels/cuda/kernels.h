@@ -69,7 +69,8 @@ struct GemvJob {
 // ---- element-wise and row kernels -------------------------------------------
 // out row i = dequantized table row tokens[i] (tokens: device memory).
 void embed(const DevWeight &table, const int32_t *tokens, int64_t n, float *out, int64_t ldo, cudaStream_t s);
-// out = x / rms(x) * w; and, per `prepare`, out quantized or in bf16 in scratch.
+// out = x / rms(x) * w (out must not overlap x); and, per `prepare`, out
+// quantized or in bf16 in scratch.
 void rmsnorm(const float *x, int64_t ldx, const float *w, int64_t rows, int64_t cols, float eps, float *out,
              int64_t ldo, Prepare prepare, void *scratch, cudaStream_t s);
 // gate = silu(gate) * up; and gate prepared in scratch per `prepare`.

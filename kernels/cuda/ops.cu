@@ -39,36 +39,42 @@ __global__ void embed_kernel(DevWeight table, const int32_t *tokens, int64_t n, 
   }
 }
 
-// One block per row. The sum of squares is reduced over the block; then each
-// warp normalizes whole groups of 32 values and, for Prepare::Int8, quantizes
-// them from registers (cols % 32 == 0), so nothing is read back.
+// Grid (column blocks, rows). Every block reduces the sum of squares of its
+// whole row (from L2: 16 KB for a 4096-wide model) and then normalizes its
+// own columns, so a decode step's single row spreads over many SMs instead
+// of waiting on one. For Prepare::Int8 each warp normalizes and quantizes
+// whole groups of 32 from registers (cols % 32 == 0), so nothing is read back.
+// All blocks of a row sum in the same order and so agree on the scale.
 __global__ void rmsnorm_kernel(const float *x, int64_t ldx, const float *w, int64_t rows, int64_t cols, float eps,
                                float *out, int64_t ldo, Prepare prepare, void *scratch) {
   pdl_begin();
   __shared__ float red[32];
-  const int64_t r = blockIdx.x;
-  const float *xr = x + r * ldx;
-  float *orow = out + r * ldo;
-  float ss = 0.0f;
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) ss += xr[c] * xr[c];
-  ss = block_sum(ss, red);
-  const float inv = static_cast<float>(1.0 / sqrt(static_cast<double>(ss) / static_cast<double>(cols) + eps));
-  if (prepare == Prepare::Int8) {
-    const QuantInput qi = quant_input_at(scratch, rows, cols);
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    for (int64_t g = warp; g < cols / 32; g += nw) {
-      const int64_t c = g * 32 + lane;
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
+    const float *xr = x + r * ldx;
+    float *orow = out + r * ldo;
+    float ss = 0.0f;
+#pragma unroll 4
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) ss += xr[c] * xr[c];
+    ss = block_sum(ss, red);
+    const float inv = static_cast<float>(1.0 / sqrt(static_cast<double>(ss) / static_cast<double>(cols) + eps));
+    if (prepare == Prepare::Int8) {
+      const QuantInput qi = quant_input_at(scratch, rows, cols);
+      const int lane = threadIdx.x & 31;
+      for (int64_t c = first; c < cols; c += stride) {  // whole warps: cols % 32 == 0
+        const float v = xr[c] * inv * w[c];
+        orow[c] = v;
+        quantize_block32(v, qi.q + r * cols + (c - lane), qi.ds + r * (cols / 32) + c / 32);
+      }
+      continue;
+    }
+    __nv_bfloat16 *ob = prepare == Prepare::Bf16 ? static_cast<__nv_bfloat16 *>(scratch) + r * cols : nullptr;
+    for (int64_t c = first; c < cols; c += stride) {
       const float v = xr[c] * inv * w[c];
       orow[c] = v;
-      quantize_block32(v, qi.q + r * cols + g * 32, qi.ds + r * (cols / 32) + g);
+      if (ob) ob[c] = __float2bfloat16_rn(v);
     }
-    return;
-  }
-  __nv_bfloat16 *ob = prepare == Prepare::Bf16 ? static_cast<__nv_bfloat16 *>(scratch) + r * cols : nullptr;
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-    const float v = xr[c] * inv * w[c];
-    orow[c] = v;
-    if (ob) ob[c] = __float2bfloat16_rn(v);
   }
 }
 
@@ -233,7 +239,10 @@ void embed(const DevWeight &table, const int32_t *tokens, int64_t n, float *out,
 
 void rmsnorm(const float *x, int64_t ldx, const float *w, int64_t rows, int64_t cols, float eps, float *out,
              int64_t ldo, Prepare prepare, void *scratch, cudaStream_t s) {
-  launch(rmsnorm_kernel, static_cast<unsigned>(rows), 1024, s, x, ldx, w, rows, cols, eps, out, ldo, prepare, scratch);
+  // A few rows (decode): one block per 256 columns of each; more: one block per row.
+  const unsigned blocks = rows <= kGemvMaxRows ? ceil_div(cols, 256) : 1;
+  launch(rmsnorm_kernel, dim3(blocks, row_blocks(rows)), 256, s, x, ldx, w, rows, cols, eps, out, ldo,
+         prepare, scratch);
   LLM_CUDA_LAUNCH_CHECK();
 }
 
