@@ -166,10 +166,12 @@ class Backend {
   virtual void add(Act x, Act y) = 0;
   // Copies rows to host memory (dst: rows*cols floats, packed).
   virtual void read(Act src, float *dst) = 0;
-  // Byte copies: backend to backend memory, backend to host, host to backend.
+  // Byte copies: backend to backend memory; backend to host and host to
+  // backend as `height` runs of `width` bytes, `dpitch` / `spitch` bytes
+  // apart at the destination / source (one call moves a whole KV page).
   virtual void copy(void *dst, const void *src, size_t bytes) = 0;
-  virtual void to_host(void *dst, const void *src, size_t bytes) = 0;
-  virtual void from_host(void *dst, const void *src, size_t bytes) = 0;
+  virtual void to_host(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height) = 0;
+  virtual void from_host(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height) = 0;
 };
 
 class ThreadPool;

@@ -150,8 +150,16 @@ class CpuBackend final : public Backend {
   }
 
   void copy(void *dst, const void *src, size_t bytes) override { std::memcpy(dst, src, bytes); }
-  void to_host(void *dst, const void *src, size_t bytes) override { std::memcpy(dst, src, bytes); }
-  void from_host(void *dst, const void *src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void to_host(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height) override {
+    copy_2d(dst, dpitch, src, spitch, width, height);
+  }
+  void from_host(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height) override {
+    copy_2d(dst, dpitch, src, spitch, width, height);
+  }
+  static void copy_2d(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height) {
+    for (size_t i = 0; i < height; ++i)
+      std::memcpy(static_cast<uint8_t *>(dst) + i * dpitch, static_cast<const uint8_t *>(src) + i * spitch, width);
+  }
 
  private:
   static cpu::QuantWeight quant_view(const Weight &w) {

@@ -370,15 +370,17 @@ class CudaBackend final : public Backend {
     prepared_ = Prepared{};
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_), "copying device memory");
   }
-  void to_host(void *dst, const void *src, size_t bytes) override {
+  void to_host(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
-    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_), "copying to the host");
+    check(cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, height, cudaMemcpyDeviceToHost, stream_),
+          "copying to the host");
     check(cudaStreamSynchronize(stream_), "copying to the host");
   }
-  void from_host(void *dst, const void *src, size_t bytes) override {
+  void from_host(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     prepared_ = Prepared{};
-    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_), "copying to the device");
+    check(cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, height, cudaMemcpyHostToDevice, stream_),
+          "copying to the device");
     check(cudaStreamSynchronize(stream_), "copying to the device");
   }
 

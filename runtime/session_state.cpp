@@ -44,18 +44,18 @@ uint64_t payload_bytes(const KvGeometry &g, uint64_t n_tokens, uint64_t vocab, b
          2ull * g.n_layers * g.n_kv_heads * n_tokens * g.row_bytes();
 }
 
-// Calls fn(layer, kind, head, pos, run) for runs of positions that are
-// contiguous in the cache (within one page), in the order of the layout.
+// The cache rows of a state, [layer][kind][head][position], move one page
+// at a time: within a page the (layer, kind, head) runs of up to 16 rows lie
+// head_stride apart (runtime/kv_cache.h), so a page is one strided copy.
+// Calls fn(pos, run) per page; the host rows of one (layer, kind, head) are
+// n_tokens * row_bytes apart.
 template <class Fn>
-void for_each_run(const KvGeometry &g, int64_t n_tokens, Fn &&fn) {
-  for (int64_t l = 0; l < g.n_layers; ++l)
-    for (int kind = 0; kind < 2; ++kind)
-      for (int64_t h = 0; h < g.n_kv_heads; ++h)
-        for (int64_t p = 0; p < n_tokens;) {
-          const int64_t run = std::min(kPageTokens - p % kPageTokens, n_tokens - p);
-          fn(l, kind, h, p, run);
-          p += run;
-        }
+void for_each_page(int64_t n_tokens, Fn &&fn) {
+  for (int64_t p = 0; p < n_tokens;) {
+    const int64_t run = std::min(kPageTokens - p % kPageTokens, n_tokens - p);
+    fn(p, run);
+    p += run;
+  }
 }
 
 }  // namespace
@@ -90,10 +90,11 @@ void Session::save_state(uint8_t *out, size_t size) const {
     std::memcpy(p, last, vocab * sizeof(float));
     p += vocab * sizeof(float);
   }
-  const size_t row_bytes = g.row_bytes();
-  for_each_run(g, n_past_, [&](int64_t l, int kind, int64_t h, int64_t pos, int64_t run) {
-    backend_.to_host(p, kv_->row(l, kind, h, pos), static_cast<size_t>(run) * row_bytes);
-    p += run * row_bytes;
+  const size_t row_bytes = g.row_bytes(), runs = static_cast<size_t>(2 * g.n_layers * g.n_kv_heads);
+  const size_t host_pitch = static_cast<size_t>(n_past_) * row_bytes;
+  for_each_page(n_past_, [&](int64_t pos, int64_t run) {
+    backend_.to_host(p + pos * row_bytes, host_pitch, kv_->row(0, 0, 0, pos), g.head_stride(),
+                     static_cast<size_t>(run) * row_bytes, runs);
   });
   hdr.checksum = XXH3_64bits(out + sizeof(StateHeader), hdr.payload_bytes);
   std::memcpy(out, &hdr, sizeof hdr);
@@ -151,10 +152,11 @@ void Session::restore_state(const uint8_t *data, size_t size) {
     std::memcpy(logits_, p, vocab * sizeof(float));
     p += vocab * sizeof(float);
   }
-  const size_t row_bytes = g.row_bytes();
-  for_each_run(g, n, [&](int64_t l, int kind, int64_t h, int64_t pos, int64_t run) {
-    backend_.from_host(kv_->row(l, kind, h, pos), p, static_cast<size_t>(run) * row_bytes);
-    p += run * row_bytes;
+  const size_t row_bytes = g.row_bytes(), runs = static_cast<size_t>(2 * g.n_layers * g.n_kv_heads);
+  const size_t host_pitch = static_cast<size_t>(n) * row_bytes;
+  for_each_page(n, [&](int64_t pos, int64_t run) {
+    backend_.from_host(kv_->row(0, 0, 0, pos), g.head_stride(), p + pos * row_bytes, host_pitch,
+                       static_cast<size_t>(run) * row_bytes, runs);
   });
   n_past_ = n;
   n_logits_valid_ = hdr.has_logits ? 1 : 0;
