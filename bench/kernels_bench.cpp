@@ -259,7 +259,7 @@ void add(const std::string &name, Args &&...args) {
 
 void register_all() {
   for (const Shape &s : kShapes)
-    for (int64_t n : {1, 128}) {
+    for (int64_t n : {1, 8, 128}) {  // one token, a batch of sessions, a prompt
       const std::string suffix = shape_name(s) + "/n=" + std::to_string(n);
       const bool decode = n == 1;
       for (bool cold : {true, false}) {
