@@ -43,13 +43,31 @@ flatbuffers::Offset<fb::HParams> build_hparams(flatbuffers::FlatBufferBuilder &b
                            h.attention_bias, h.sliding_window);
 }
 
+void put_varint(std::vector<uint8_t> &out, uint32_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<uint8_t>(v | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<uint8_t>(v));
+}
+
 flatbuffers::Offset<fb::Tokenizer> build_tokenizer(flatbuffers::FlatBufferBuilder &b,
                                                    const TokenizerSpec &t) {
-  auto vocab = b.CreateVectorOfStrings(t.vocab);
-  std::vector<fb::Merge> merges;
-  merges.reserve(t.merges.size());
-  for (const MergeSpec &m : t.merges) merges.emplace_back(m.left, m.right);
-  auto merges_v = b.CreateVectorOfStructs(merges);
+  std::vector<uint8_t> bytes, lengths, merges;
+  lengths.reserve(t.vocab.size());
+  for (const std::string &piece : t.vocab) {
+    bytes.insert(bytes.end(), piece.begin(), piece.end());
+    put_varint(lengths, static_cast<uint32_t>(piece.size()));
+  }
+  merges.reserve(t.merges.size() * 4);
+  for (const MergeSpec &m : t.merges) {
+    if (m.left < 0 || m.right < 0) fail(LLM_ERR_INTERNAL, "tokenizer merge with a negative id");
+    put_varint(merges, static_cast<uint32_t>(m.left));
+    put_varint(merges, static_cast<uint32_t>(m.right));
+  }
+  auto bytes_v = b.CreateVector(bytes);
+  auto lengths_v = b.CreateVector(lengths);
+  auto merges_v = b.CreateVector(merges);
 
   std::vector<flatbuffers::Offset<fb::AddedToken>> added;
   for (const AddedTokenSpec &a : t.added_tokens) {
@@ -117,8 +135,9 @@ flatbuffers::Offset<fb::Tokenizer> build_tokenizer(flatbuffers::FlatBufferBuilde
 
   fb::TokenizerBuilder tb(b);
   tb.add_model(fb::TokenizerModel::BPE);
-  tb.add_vocab(vocab);
-  tb.add_merges(merges_v);
+  tb.add_vocab_bytes(bytes_v);
+  tb.add_vocab_lengths(lengths_v);
+  tb.add_merges_packed(merges_v);
   tb.add_added_tokens(added_v);
   tb.add_unk_id(t.unk_id);
   tb.add_byte_fallback(t.byte_fallback);
@@ -209,31 +228,94 @@ Enum checked_enum(Enum v, Enum max, const char *what) {
   return v;
 }
 
-TokenizerSpec read_tokenizer(const fb::Tokenizer *t) {
+// Reads one unsigned LEB128 varint of at most 32 bits from [*p, end).
+uint32_t get_varint(const uint8_t *&p, const uint8_t *end, const char *what) {
+  uint32_t v = 0;
+  for (int shift = 0;; shift += 7) {
+    if (p == end) fail_format(std::string("tokenizer ") + what + ": varint runs past the end");
+    const uint8_t byte = *p++;
+    if (shift == 28) {  // the fifth byte holds bits 28..31 and ends the varint
+      if (byte & 0x80) fail_format(std::string("tokenizer ") + what + ": varint longer than 5 bytes");
+      if (byte > 0x0f) fail_format(std::string("tokenizer ") + what + ": varint exceeds 32 bits");
+    }
+    v |= static_cast<uint32_t>(byte & 0x7f) << shift;
+    if (!(byte & 0x80)) return v;
+  }
+}
+
+TokenizerSpec read_tokenizer(const fb::Tokenizer *t, uint16_t format_major) {
   TokenizerSpec s;
-  s.vocab.reserve(t->vocab()->size());
-  for (const flatbuffers::String *piece : *t->vocab()) s.vocab.push_back(str(piece));
+  // (left, right) pairs; the merged ids are looked up below.
+  std::vector<std::pair<uint32_t, uint32_t>> pairs;
+  if (format_major == 1) {
+    if (!t->vocab()) fail_format("tokenizer has no vocabulary");
+    if (t->vocab_bytes() || t->vocab_lengths() || t->merges_packed())
+      fail_format("format 1 file carries the packed tokenizer fields of format 2");
+    s.vocab.reserve(t->vocab()->size());
+    for (const flatbuffers::String *piece : *t->vocab()) s.vocab.push_back(str(piece));
+    if (t->merges()) {
+      pairs.reserve(t->merges()->size());
+      for (const fb::Merge *m : *t->merges()) {
+        if (m->left() < 0 || m->right() < 0)
+          fail_format("tokenizer merge (" + std::to_string(m->left()) + ", " + std::to_string(m->right()) +
+                      ") refers to ids outside the vocabulary");
+        pairs.emplace_back(static_cast<uint32_t>(m->left()), static_cast<uint32_t>(m->right()));
+      }
+    }
+  } else {
+    if (t->vocab() || t->merges()) fail_format("format 2 file carries the unpacked tokenizer fields of format 1");
+    if (!t->vocab_lengths() || !t->vocab_bytes()) fail_format("tokenizer has no vocabulary");
+    const uint8_t *p = t->vocab_lengths()->data(), *end = p + t->vocab_lengths()->size();
+    const uint8_t *bytes = t->vocab_bytes()->data();
+    const size_t n_bytes = t->vocab_bytes()->size();
+    size_t used = 0;
+    s.vocab.reserve(t->vocab_lengths()->size());
+    while (p != end) {
+      const uint32_t len = get_varint(p, end, "vocabulary lengths");
+      if (len > n_bytes - used)
+        fail_format("tokenizer vocabulary: entry " + std::to_string(s.vocab.size()) + " of " +
+                    std::to_string(len) + " bytes runs past the " + std::to_string(n_bytes) + " vocabulary bytes");
+      s.vocab.emplace_back(reinterpret_cast<const char *>(bytes + used), len);
+      used += len;
+    }
+    if (used != n_bytes)
+      fail_format("tokenizer vocabulary: lengths cover " + std::to_string(used) + " of " +
+                  std::to_string(n_bytes) + " bytes");
+    if (t->merges_packed()) {
+      p = t->merges_packed()->data();
+      end = p + t->merges_packed()->size();
+      pairs.reserve(t->merges_packed()->size() / 4);
+      while (p != end) {
+        const uint32_t left = get_varint(p, end, "merges");
+        const uint32_t right = get_varint(p, end, "merges");
+        pairs.emplace_back(left, right);
+      }
+    }
+  }
+  if (s.vocab.size() > static_cast<size_t>(INT32_MAX)) fail_format("tokenizer vocabulary is too large");
   s.continuing_subword_prefix = str(t->continuing_subword_prefix());
-  if (t->merges()) {
+  if (!pairs.empty()) {
     // The merged token of each pair is the vocabulary entry spelled left +
     // right, less the right part's continuing-subword prefix (as HF names it).
     const size_t prefix_len = s.continuing_subword_prefix.size();
     std::unordered_map<std::string, int32_t> ids;
     ids.reserve(s.vocab.size());
     for (size_t i = 0; i < s.vocab.size(); ++i) ids.emplace(s.vocab[i], static_cast<int32_t>(i));
-    const int64_t n_vocab = static_cast<int64_t>(s.vocab.size());
-    s.merges.reserve(t->merges()->size());
-    for (const fb::Merge *m : *t->merges()) {
-      if (m->left() < 0 || m->left() >= n_vocab || m->right() < 0 || m->right() >= n_vocab)
-        fail_format("tokenizer merge (" + std::to_string(m->left()) + ", " + std::to_string(m->right()) +
+    const uint64_t n_vocab = s.vocab.size();
+    s.merges.reserve(pairs.size());
+    std::string joined;
+    for (const auto &[left, right] : pairs) {
+      if (left >= n_vocab || right >= n_vocab)
+        fail_format("tokenizer merge (" + std::to_string(left) + ", " + std::to_string(right) +
                     ") refers to ids outside the vocabulary");
-      const std::string &right = s.vocab[m->right()];
-      if (right.size() < prefix_len) fail_format("tokenizer merge part shorter than the subword prefix");
-      auto it = ids.find(s.vocab[m->left()] + right.substr(prefix_len));
+      const std::string &r = s.vocab[right];
+      if (r.size() < prefix_len) fail_format("tokenizer merge part shorter than the subword prefix");
+      joined.assign(s.vocab[left]).append(r, prefix_len, std::string::npos);
+      auto it = ids.find(joined);
       if (it == ids.end())
-        fail_format("tokenizer merge of ids " + std::to_string(m->left()) + " and " + std::to_string(m->right()) +
+        fail_format("tokenizer merge of ids " + std::to_string(left) + " and " + std::to_string(right) +
                     " yields a token missing from the vocabulary");
-      s.merges.push_back({m->left(), m->right(), it->second});
+      s.merges.push_back({static_cast<int32_t>(left), static_cast<int32_t>(right), it->second});
     }
   }
   if (t->added_tokens()) {
@@ -620,10 +702,11 @@ void ModelFile::parse(Verify verify) {
   std::memcpy(&h, base_, sizeof h);
   if (std::memcmp(h.magic, kFileMagic, 4) != 0)
     fail_format("not a libllm model file (magic bytes are not \"LLMF\")");
-  if (h.format_major != kFormatMajor)
+  if (h.format_major < kOldestReadableMajor || h.format_major > kFormatMajor)
     fail_format("format version " + std::to_string(h.format_major) + "." +
                 std::to_string(h.format_minor) + " is not supported by this reader (supports " +
-                std::to_string(kFormatMajor) + ".x); convert the model again with a matching llm-convert");
+                std::to_string(kOldestReadableMajor) + ".x to " + std::to_string(kFormatMajor) +
+                ".x); convert the model again with a matching llm-convert");
   if (XXH3_64bits(&h, offsetof(FileHeader, header_checksum)) != h.header_checksum)
     fail_format("file header checksum mismatch (corrupt header)");
   if (h.file_size != size_)
@@ -653,7 +736,8 @@ void ModelFile::parse(Verify verify) {
   meta_.generation = read_generation(m->generation());
   meta_.vocab_only = m->vocab_only();
   meta_.parameter_count = m->parameter_count();
-  tokenizer_ = read_tokenizer(m->tokenizer());
+  if (!m->tokenizer()) fail_format("metadata has no tokenizer");
+  tokenizer_ = read_tokenizer(m->tokenizer(), h.format_major);
 
   uint64_t data_end = h.data_offset + h.data_size;
   if (m->tensors()) {

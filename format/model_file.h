@@ -26,7 +26,8 @@
 
 namespace llm {
 
-constexpr uint16_t kFormatMajor = 1;
+constexpr uint16_t kFormatMajor = 2;          // what this writer writes
+constexpr uint16_t kOldestReadableMajor = 1;  // readers also read 1.x files
 constexpr uint16_t kFormatMinor = 0;
 constexpr uint64_t kTensorAlignment = 4096;
 constexpr char kFileMagic[4] = {'L', 'L', 'M', 'F'};

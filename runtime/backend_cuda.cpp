@@ -237,6 +237,7 @@ class CudaBackend final : public Backend {
       return;
     }
     if (e != cudaSuccess) fail_cuda(e, "capturing the decode step");
+    stats_.graph_kernels = count_kernels(graph);
     cudaGraphExec_t exec = nullptr;
     const cudaError_t ie = cudaGraphInstantiate(&exec, graph, 0);
     cudaGraphDestroy(graph);
@@ -408,6 +409,19 @@ class CudaBackend final : public Backend {
       return x == a.data && rows == a.rows && cols == a.cols && scratch == s && kind == k;
     }
   };
+
+  static uint64_t count_kernels(cudaGraph_t graph) {
+    size_t n = 0;
+    if (cudaGraphGetNodes(graph, nullptr, &n) != cudaSuccess) return 0;
+    std::vector<cudaGraphNode_t> nodes(n);
+    if (cudaGraphGetNodes(graph, nodes.data(), &n) != cudaSuccess) return 0;
+    uint64_t kernels = 0;
+    for (cudaGraphNode_t node : nodes) {
+      cudaGraphNodeType type;
+      if (cudaGraphNodeGetType(node, &type) == cudaSuccess && type == cudaGraphNodeTypeKernel) ++kernels;
+    }
+    return kernels;
+  }
 
   uint8_t *device_malloc(size_t bytes, const char *what) {
     void *p = nullptr;

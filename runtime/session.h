@@ -6,9 +6,11 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string_view>
 
+#include "format/error.h"
 #include "runtime/backend.h"
 #include "runtime/kv_cache.h"
 #include "runtime/model.h"
@@ -111,8 +113,13 @@ class Session {
   void clear_cancel() { cancel_.store(false, std::memory_order_relaxed); }
   bool cancelled() const { return cancel_.load(std::memory_order_relaxed); }
 
-  // Not owned; nullptr to stop observing.
-  void set_observer(ActivationObserver *observer) { observer_ = observer; }
+  // Not owned; nullptr to stop observing. For sessions on the CPU backend
+  // only: observers read activations as host memory.
+  void set_observer(ActivationObserver *observer) {
+    if (observer && std::strcmp(backend_.name(), "cpu") != 0)
+      fail(LLM_ERR_UNSUPPORTED, "activation observers need a session on the CPU backend");
+    observer_ = observer;
+  }
 
   Sampler &sampler() { return *sampler_; }
   TextStream &stream() { return *stream_; }

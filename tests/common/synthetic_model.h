@@ -72,7 +72,8 @@ inline void write_weight(ModelWriter &w, const std::string &name, std::vector<in
 }
 
 inline void write_synthetic_model(const std::string &path, const HParams &h, DType dtype = DType::F32,
-                                  bool vocab_only = false, uint32_t seed = 1) {
+                                  bool vocab_only = false, uint32_t seed = 1,
+                                  const TokenizerSpec &tokenizer = byte_tokenizer()) {
   std::mt19937 rng(seed);
   ModelWriter w(path);
   ModelMetadata meta;
@@ -107,7 +108,7 @@ inline void write_synthetic_model(const std::string &path, const HParams &h, DTy
       write_weight(w, p + "ffn_down.weight", {d, f}, dtype, rng, s);
     }
   }
-  w.finish(meta, byte_tokenizer());
+  w.finish(meta, tokenizer);
 }
 
 }  // namespace llm::test

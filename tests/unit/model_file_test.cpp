@@ -2,14 +2,19 @@
 // (truncated, flipped bytes, wrong identifier or version, inconsistent
 // shapes) with LLM_ERR_FORMAT, through the C API.
 #include <gtest/gtest.h>
+#include <xxhash.h>
 
 #include <cstring>
+#include <cstddef>
+#include <functional>
+#include <memory>
 #include <fstream>
 #include <iterator>
 #include <string>
 #include <vector>
 
 #include "format/error.h"
+#include "format/llm_model_generated.h"
 #include "format/model_file.h"
 #include "llm.h"
 #include "tests/common/synthetic_model.h"
@@ -213,6 +218,203 @@ TEST(VocabOnly, LoadsTokenizesButHasNoSessions) {
   llm_session *s = nullptr;
   EXPECT_EQ(llm_session_create(m, nullptr, &s), LLM_ERR_UNSUPPORTED);
   llm_model_free(m);
+}
+
+// ---- the tokenizer's packed encoding (format 2) and format 1 files ----------
+
+// The byte tokenizer plus merged tokens whose ids need two-byte varints, and
+// a 200-byte token whose length does too.
+llm::TokenizerSpec merging_tokenizer() {
+  llm::TokenizerSpec t = llm::test::byte_tokenizer();
+  auto add = [&](const std::string &piece) {
+    t.vocab.push_back(piece);
+    return static_cast<int32_t>(t.vocab.size() - 1);
+  };
+  const int32_t ab = add("<0x41><0x42>");           // 'A' = id 3 + 0x41
+  const int32_t hi = add("<0xF0><0xF1>");           // ids above 127
+  const int32_t abab = add("<0x41><0x42><0x41><0x42>");
+  t.merges = {{3 + 0x41, 3 + 0x42, ab}, {3 + 0xF0, 3 + 0xF1, hi}, {ab, ab, abab}};
+  add(std::string(200, 'x'));
+  add("");  // a hole
+  return t;
+}
+
+llm::HParams merging_hparams() {
+  llm::HParams h = tiny_hparams();
+  h.vocab_size = 300;
+  return h;
+}
+
+// Test-side LEB128 encoder, written independently of the writer's.
+void varint(std::vector<uint8_t> &out, uint64_t v) {
+  do {
+    uint8_t byte = v & 0x7f;
+    v >>= 7;
+    out.push_back(static_cast<uint8_t>(byte | (v ? 0x80 : 0)));
+  } while (v);
+}
+
+// Unpacks the metadata of `bytes`, applies `edit`, and writes the file back
+// with a consistent header (sizes, checksums, `major` in header and table).
+std::vector<char> rewrite_metadata(const std::vector<char> &bytes, uint16_t major,
+                                   const std::function<void(llm::fb::ModelT &)> &edit) {
+  llm::FileHeader h;
+  std::memcpy(&h, bytes.data(), sizeof h);
+  std::unique_ptr<llm::fb::ModelT> m(llm::fb::GetModel(bytes.data() + h.metadata_offset)->UnPack());
+  m->format_major = major;
+  edit(*m);
+  flatbuffers::FlatBufferBuilder b;
+  llm::fb::FinishModelBuffer(b, llm::fb::Model::Pack(b, m.get()));
+  std::vector<char> out(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(h.metadata_offset));
+  out.insert(out.end(), b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize());
+  h.format_major = major;
+  h.metadata_size = b.GetSize();
+  h.file_size = out.size();
+  h.metadata_checksum = XXH3_64bits(b.GetBufferPointer(), b.GetSize());
+  h.header_checksum = XXH3_64bits(&h, offsetof(llm::FileHeader, header_checksum));
+  std::memcpy(out.data(), &h, sizeof h);
+  return out;
+}
+
+// Turns the packed tokenizer of a format 2 file into format 1's strings and structs.
+void unpack_to_format1(llm::fb::ModelT &m, const llm::TokenizerSpec &t) {
+  llm::fb::TokenizerT &tok = *m.tokenizer;
+  tok.vocab_bytes.clear();
+  tok.vocab_lengths.clear();
+  tok.merges_packed.clear();
+  tok.vocab = t.vocab;
+  for (const llm::MergeSpec &x : t.merges) tok.merges.emplace_back(x.left, x.right);
+}
+
+class PackedTokenizerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = temp_path("merging.llm");
+    write_synthetic_model(path_, merging_hparams(), llm::DType::F32, false, 1, merging_tokenizer());
+    bytes_ = read_all(path_);
+  }
+  // Loads `bytes` through the C API; returns the status.
+  llm_status load(const std::vector<char> &bytes) {
+    const std::string p = temp_path("edited.llm");
+    write_all(p, bytes.data(), bytes.size());
+    return try_load(p);
+  }
+  std::string path_;
+  std::vector<char> bytes_;
+};
+
+TEST_F(PackedTokenizerTest, RoundTripsVocabularyAndMerges) {
+  auto f = llm::ModelFile::open(path_, llm::ModelFile::Verify::Full);
+  const llm::TokenizerSpec want = merging_tokenizer();
+  EXPECT_EQ(f->tokenizer().vocab, want.vocab);
+  ASSERT_EQ(f->tokenizer().merges.size(), want.merges.size());
+  for (size_t i = 0; i < want.merges.size(); ++i) {
+    EXPECT_EQ(f->tokenizer().merges[i].left, want.merges[i].left);
+    EXPECT_EQ(f->tokenizer().merges[i].right, want.merges[i].right);
+    EXPECT_EQ(f->tokenizer().merges[i].result, want.merges[i].result);
+  }
+  EXPECT_EQ(try_load(path_), LLM_OK) << llm_last_error();
+
+  // The stored bytes are exactly the test's own encoding of the same data.
+  llm::FileHeader h;
+  std::memcpy(&h, bytes_.data(), sizeof h);
+  EXPECT_EQ(h.format_major, 2);
+  const llm::fb::Tokenizer *tok = llm::fb::GetModel(bytes_.data() + h.metadata_offset)->tokenizer();
+  EXPECT_EQ(tok->vocab(), nullptr);
+  EXPECT_EQ(tok->merges(), nullptr);
+  std::vector<uint8_t> lengths, merges;
+  std::string joined;
+  for (const std::string &v : want.vocab) {
+    varint(lengths, v.size());
+    joined += v;
+  }
+  for (const llm::MergeSpec &m : want.merges) {
+    varint(merges, static_cast<uint64_t>(m.left));
+    varint(merges, static_cast<uint64_t>(m.right));
+  }
+  ASSERT_NE(tok->vocab_lengths(), nullptr);
+  EXPECT_EQ(std::vector<uint8_t>(tok->vocab_lengths()->begin(), tok->vocab_lengths()->end()), lengths);
+  EXPECT_EQ(std::string(tok->vocab_bytes()->begin(), tok->vocab_bytes()->end()), joined);
+  EXPECT_EQ(std::vector<uint8_t>(tok->merges_packed()->begin(), tok->merges_packed()->end()), merges);
+}
+
+TEST_F(PackedTokenizerTest, Format1FilesStillLoad) {
+  const llm::TokenizerSpec want = merging_tokenizer();
+  const std::vector<char> v1 = rewrite_metadata(bytes_, 1, [&](llm::fb::ModelT &m) { unpack_to_format1(m, want); });
+  const std::string p = temp_path("format1.llm");
+  write_all(p, v1.data(), v1.size());
+  auto f = llm::ModelFile::open(p, llm::ModelFile::Verify::Full);
+  EXPECT_EQ(f->tokenizer().vocab, want.vocab);
+  ASSERT_EQ(f->tokenizer().merges.size(), want.merges.size());
+  EXPECT_EQ(f->tokenizer().merges[2].result, want.merges[2].result);
+  EXPECT_EQ(try_load(p), LLM_OK) << llm_last_error();
+  // Format 1 is the bigger encoding: the point of format 2.
+  EXPECT_GT(v1.size(), bytes_.size());
+}
+
+TEST_F(PackedTokenizerTest, DamagedPackedFieldsAreRejected) {
+  struct Case {
+    const char *what;
+    uint16_t major;
+    std::function<void(llm::fb::TokenizerT &)> edit;
+    const char *message;
+  };
+  const llm::TokenizerSpec want = merging_tokenizer();
+  const std::vector<Case> cases = {
+      {"length varint of six bytes", 2,
+       [](llm::fb::TokenizerT &t) { t.vocab_lengths.insert(t.vocab_lengths.end(), {0x80, 0x80, 0x80, 0x80, 0x80, 0x00}); },
+       "varint longer than 5 bytes"},
+      {"length varint above 32 bits", 2,
+       [](llm::fb::TokenizerT &t) { t.vocab_lengths.insert(t.vocab_lengths.end(), {0xff, 0xff, 0xff, 0xff, 0x1f}); },
+       "varint exceeds 32 bits"},
+      {"length varint cut short", 2, [](llm::fb::TokenizerT &t) { t.vocab_lengths.push_back(0x81); },
+       "vocabulary lengths: varint runs past the end"},
+      {"length past the bytes", 2, [](llm::fb::TokenizerT &t) { t.vocab_lengths.push_back(5); },
+       "runs past the"},
+      {"bytes not covered", 2, [](llm::fb::TokenizerT &t) { t.vocab_bytes.push_back('z'); }, "lengths cover"},
+      {"odd number of merge ids", 2, [](llm::fb::TokenizerT &t) { t.merges_packed.push_back(3); },
+       "merges: varint runs past the end"},
+      {"merge id outside the vocabulary", 2,
+       [](llm::fb::TokenizerT &t) { t.merges_packed.insert(t.merges_packed.end(), {0xe8, 0x07, 0x03}); },
+       "refers to ids outside the vocabulary"},
+      {"merge yields no token", 2, [](llm::fb::TokenizerT &t) { t.merges_packed.insert(t.merges_packed.end(), {3, 4}); },
+       "yields a token missing from the vocabulary"},
+      {"no vocabulary", 2,
+       [](llm::fb::TokenizerT &t) {
+         t.vocab_lengths.clear();
+         t.vocab_bytes.clear();
+       },
+       "tokenizer has no vocabulary"},
+      {"format 2 with format 1 strings", 2, [](llm::fb::TokenizerT &t) { t.vocab = {"a"}; },
+       "format 2 file carries the unpacked tokenizer fields of format 1"},
+      {"format 1 with packed fields", 1, [](llm::fb::TokenizerT &t) { t.vocab = {"a"}; },
+       "format 1 file carries the packed tokenizer fields of format 2"},
+      {"format 1 without vocabulary", 1,
+       [](llm::fb::TokenizerT &t) {
+         t.vocab_lengths.clear();
+         t.vocab_bytes.clear();
+         t.merges_packed.clear();
+       },
+       "tokenizer has no vocabulary"},
+      {"format 1 negative merge id", 1,
+       [&](llm::fb::TokenizerT &t) {
+         t.vocab_lengths.clear();
+         t.vocab_bytes.clear();
+         t.merges_packed.clear();
+         t.vocab = want.vocab;
+         t.merges = {llm::fb::Merge(-1, 4)};
+       },
+       "refers to ids outside the vocabulary"},
+  };
+  for (const Case &c : cases) {
+    const std::vector<char> b =
+        rewrite_metadata(bytes_, c.major, [&](llm::fb::ModelT &m) { c.edit(*m.tokenizer); });
+    EXPECT_EQ(load(b), LLM_ERR_FORMAT) << c.what;
+    EXPECT_NE(std::string(llm_last_error()).find(c.message), std::string::npos)
+        << c.what << ": " << llm_last_error();
+  }
+  // The unedited rewrite loads: the cases fail for their edit, not the rewrite.
+  EXPECT_EQ(load(rewrite_metadata(bytes_, 2, [](llm::fb::ModelT &) {})), LLM_OK) << llm_last_error();
 }
 
 }  // namespace
