@@ -155,8 +155,10 @@ class Backend {
   }
   // Causal attention of q's rows (positions pos0..) over the cache; scratch
   // holds attention_scratch_floats(kv.n_ctx(), q.rows, n_heads, head_dim).
+  // out is the input of the output projection, whose scratch is
+  // product_scratch: as with rmsnorm, a backend may leave out prepared there.
   virtual void attention(const KvSequence &kv, int64_t layer, Act q, int64_t n_heads, int64_t pos0,
-                         int64_t window, float scale, Act out, float *scratch) = 0;
+                         int64_t window, float scale, Act out, float *scratch, void *product_scratch) = 0;
   // Moves n positions of every layer from src to dst (< src), rotating the
   // keys by the angle whose cos/sin (host arrays of head_dim/2) are given.
   virtual void kv_shift(const KvSequence &kv, int64_t dst, int64_t src, int64_t n, const float *cos,

@@ -110,7 +110,7 @@ class CpuBackend final : public Backend {
   }
 
   void attention(const KvSequence &kv, int64_t layer, Act q, int64_t n_heads, int64_t pos0,
-                 int64_t window, float scale, Act out, float *scratch) override {
+                 int64_t window, float scale, Act out, float *scratch, void *) override {
     const cpu::KvLayerView view = kv.layer_view(layer);
     cpu::paged_attention(pool_, q.data, q.rows, q.stride, n_heads, kv.geometry().n_kv_heads, view, pos0, window,
                          scale, out.data, out.stride, scratch, scratch_stride(kv.n_ctx()));

@@ -317,11 +317,16 @@ class CudaBackend final : public Backend {
   }
 
   void attention(const KvSequence &kv, int64_t layer, Act q, int64_t n_heads, int64_t pos0, int64_t window,
-                 float scale, Act out, float *scratch) override {
+                 float scale, Act out, float *scratch, void *product_scratch) override {
     prepared_ = Prepared{};
     const int seg = segment_of(kv, pos0);
+    // The output goes to the output projection quantized when it is the
+    // whole step's input of that product (one segment) and a GEMV reads it.
+    const bool quantize = step_.n_segments == 1 && out.rows == step_.n &&
+                          prepare_kind(out.rows, out.cols) == cuda::Prepare::Int8 && head_dim_ % 32 == 0;
     cuda::attention(kv_layer(kv, layer), step_ints(), seg, q.data, q.stride, q.rows, n_heads, kv.n_ctx(), window,
-                    scale, out.data, out.stride, scratch, stream_);
+                    scale, out.data, out.stride, scratch, stream_, quantize ? product_scratch : nullptr);
+    if (quantize) prepared_ = Prepared{out.data, out.rows, out.cols, product_scratch, cuda::Prepare::Int8};
   }
 
   void kv_shift(const KvSequence &kv, int64_t dst, int64_t src, int64_t n, const float *cos,

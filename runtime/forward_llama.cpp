@@ -76,7 +76,7 @@ void Session::forward(const int32_t *tokens, int64_t n, const Segment *segments,
                        v.slice_rows(sg.row0, sg.n), h.num_heads, h.head_dim, rope_cos_ + sg.row0 * half,
                        rope_sin_ + sg.row0 * half);
       be.attention(kv, il, q.slice_rows(sg.row0, sg.n), h.num_heads, sg.pos0, h.sliding_window, scale,
-                   att.slice_rows(sg.row0, sg.n), sg.session->att_scratch_);
+                   att.slice_rows(sg.row0, sg.n), sg.session->att_scratch_, mm_scratch_);
     }
     observe(il, ActivationObserver::AttnOutput, att);
     be.matmul_add(att, l.wo, x, xb, mm_scratch_);

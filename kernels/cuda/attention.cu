@@ -181,16 +181,26 @@ __device__ __forceinline__ void kv_load_vec(const uint8_t *row, int d0, int hd, 
 // specialization (2 for 64, 4 for 128, else kMaxLaneDims). For 64 and 128
 // each lane owns NT adjacent dimensions (one load per value row), else
 // dimensions lane, lane + 32, ...
+// Quantizes one head's output (hd values in shared memory, hd % 32 == 0)
+// into row i of the products' QuantInput (kernels.h), one warp per block of 32.
+__device__ __forceinline__ void quantize_head(const float *buf, int hd, int h, int i, QuantInput qi, int64_t k) {
+  const int lane = threadIdx.x & 31;
+  for (int d0 = (threadIdx.x >> 5) * 32; d0 < hd; d0 += (blockDim.x >> 5) * 32) {
+    const int64_t c = static_cast<int64_t>(h) * hd + d0;
+    quantize_block32(buf[d0 + lane], qi.q + i * k + c, qi.ds + i * (k / 32) + c / 32);
+  }
+}
+
 template <KvFormat F, int NT>
 __global__ void __launch_bounds__(kAttnWarps * 32)
     attention_kernel(KvLayer kv, const int32_t *staging, int seg, const float *q, int64_t ldq, int n_heads,
                      int64_t window, float scale, float *out, int64_t ldo, float *partial, int n_splits,
-                     int64_t split_len) {
+                     int64_t split_len, QuantInput qi) {
   constexpr bool kContig = NT == 2 || NT == 4;  // head_dim == 32 * NT
-  pdl_begin();
   __shared__ __align__(16) float qs[kMaxHeadDim];
   __shared__ float wacc[kAttnWarps][kMaxHeadDim];
   __shared__ float wm[kAttnWarps], wl[kAttnWarps];
+  // The step's inputs (staging) were copied before any kernel of the step ran.
   const SegmentDesc sd = reinterpret_cast<const SegmentDesc *>(staging)[seg];
   const int h = blockIdx.x, i = blockIdx.y, split = blockIdx.z;
   const int hd = kv.head_dim, kvh = h / (n_heads / kv.n_kv_heads);
@@ -200,6 +210,19 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
   lo = max(lo, split * split_len);
   const int64_t hi = min(p, (split + 1) * split_len - 1);
   const int32_t *pages = staging + sd.pages_off;
+  // The block's key and value rows are prefetched into L2 while the previous
+  // kernel (RoPE and store of this step's keys) finishes. L2 is where the
+  // GPU keeps memory coherent, so a row that kernel is still writing is
+  // never read stale; the prefetch only moves the earlier rows closer.
+  // Decode rows only: in a prompt, every row's blocks would fetch the same keys.
+  for (int64_t j = lo + threadIdx.x; gridDim.y <= kGemvMaxRows && j <= hi; j += blockDim.x) {
+    const uint8_t *kr = kv_row(kv, pages, 0, kvh, j), *vr = kv_row(kv, pages, 1, kvh, j);
+    for (int b = 0; b < kv.row_bytes; b += 128) {
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(kr + b));
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(vr + b));
+    }
+  }
+  pdl_begin();
 
   for (int t = threadIdx.x; t < hd; t += blockDim.x) qs[t] = q[i * ldq + static_cast<int64_t>(h) * hd + t];
   __syncthreads();
@@ -300,10 +323,11 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
   if (rotated(F)) fwht_shared(qs, hd);
   __syncthreads();
   for (int d = threadIdx.x; d < hd; d += blockDim.x) out[i * ldo + static_cast<int64_t>(h) * hd + d] = qs[d];
+  if (qi.q) quantize_head(qs, hd, h, i, qi, static_cast<int64_t>(n_heads) * hd);
 }
 
 __global__ void combine_kernel(const float *partial, int n_heads, int hd, int n_splits, bool rot, float *out,
-                               int64_t ldo) {
+                               int64_t ldo, QuantInput qi) {
   pdl_begin();
   __shared__ float buf[kMaxHeadDim];
   const int h = blockIdx.x, i = blockIdx.y;
@@ -326,6 +350,7 @@ __global__ void combine_kernel(const float *partial, int n_heads, int hd, int n_
   __syncthreads();
   if (rot) fwht_shared(buf, hd);
   for (int d = threadIdx.x; d < hd; d += blockDim.x) out[i * ldo + static_cast<int64_t>(h) * hd + d] = buf[d];
+  if (qi.q) quantize_head(buf, hd, h, i, qi, static_cast<int64_t>(n_heads) * hd);
 }
 
 template <KvFormat F>
@@ -362,16 +387,16 @@ __global__ void kv_shift_kernel(KvLayer kv, int64_t layer_stride, const int32_t 
 template <KvFormat F>
 void launch_attention(dim3 grid, const KvLayer &kv, const int32_t *staging, int seg, const float *q, int64_t ldq,
                       int n_heads, int64_t window, float scale, float *out, int64_t ldo, float *partial,
-                      int n_splits, int64_t split_len, cudaStream_t s) {
+                      int n_splits, int64_t split_len, QuantInput qi, cudaStream_t s) {
   if (kv.head_dim == 64)
     launch(attention_kernel<F, 2>, grid, kAttnWarps * 32, s, kv, staging, seg, q, ldq, n_heads, window, scale, out,
-           ldo, partial, n_splits, split_len);
+           ldo, partial, n_splits, split_len, qi);
   else if (kv.head_dim == 128)
     launch(attention_kernel<F, 4>, grid, kAttnWarps * 32, s, kv, staging, seg, q, ldq, n_heads, window, scale, out,
-           ldo, partial, n_splits, split_len);
+           ldo, partial, n_splits, split_len, qi);
   else
     launch(attention_kernel<F, kMaxLaneDims>, grid, kAttnWarps * 32, s, kv, staging, seg, q, ldq, n_heads, window,
-           scale, out, ldo, partial, n_splits, split_len);
+           scale, out, ldo, partial, n_splits, split_len, qi);
 }
 
 int64_t split_length(int64_t n_ctx, int n_splits) { return (n_ctx + n_splits - 1) / n_splits; }
@@ -408,38 +433,36 @@ size_t attention_partial_floats(int64_t rows, int64_t n_heads, int64_t head_dim,
 
 void attention(const KvLayer &kv, const int32_t *staging, int seg, const float *q, int64_t ldq, int64_t rows,
                int64_t n_heads, int64_t n_ctx, int64_t window, float scale, float *out, int64_t ldo, float *partial,
-               cudaStream_t s) {
+               cudaStream_t s, void *quant_scratch) {
+  const QuantInput qi = quant_scratch && rows <= kGemvMaxRows && kv.head_dim % 32 == 0
+                            ? quant_input_at(quant_scratch, rows, n_heads * kv.head_dim)
+                            : QuantInput{nullptr, nullptr};
   const int n_splits = attention_splits(rows, n_ctx);
   const int64_t split_len = split_length(n_ctx, n_splits);
   const dim3 grid(static_cast<unsigned>(n_heads), static_cast<unsigned>(rows), static_cast<unsigned>(n_splits));
   const int nh = static_cast<int>(n_heads);
   switch (kv.format) {
     case KvFormat::F32:
-      launch_attention<KvFormat::F32>(grid, kv, staging, seg, q, ldq, nh, window, scale, out, ldo, partial, n_splits,
-                                      split_len, s);
+      launch_attention<KvFormat::F32>(grid, kv, staging, seg, q, ldq, nh, window, scale, out, ldo, partial, n_splits, split_len, qi, s);
       break;
     case KvFormat::F16:
-      launch_attention<KvFormat::F16>(grid, kv, staging, seg, q, ldq, nh, window, scale, out, ldo, partial, n_splits,
-                                      split_len, s);
+      launch_attention<KvFormat::F16>(grid, kv, staging, seg, q, ldq, nh, window, scale, out, ldo, partial, n_splits, split_len, qi, s);
       break;
     case KvFormat::BF16:
-      launch_attention<KvFormat::BF16>(grid, kv, staging, seg, q, ldq, nh, window, scale, out, ldo, partial,
-                                       n_splits, split_len, s);
+      launch_attention<KvFormat::BF16>(grid, kv, staging, seg, q, ldq, nh, window, scale, out, ldo, partial, n_splits, split_len, qi, s);
       break;
     case KvFormat::Q8:
-      launch_attention<KvFormat::Q8>(grid, kv, staging, seg, q, ldq, nh, window, scale, out, ldo, partial, n_splits,
-                                     split_len, s);
+      launch_attention<KvFormat::Q8>(grid, kv, staging, seg, q, ldq, nh, window, scale, out, ldo, partial, n_splits, split_len, qi, s);
       break;
     case KvFormat::Q4:
-      launch_attention<KvFormat::Q4>(grid, kv, staging, seg, q, ldq, nh, window, scale, out, ldo, partial, n_splits,
-                                     split_len, s);
+      launch_attention<KvFormat::Q4>(grid, kv, staging, seg, q, ldq, nh, window, scale, out, ldo, partial, n_splits, split_len, qi, s);
       break;
   }
   LLM_CUDA_LAUNCH_CHECK();
   if (n_splits > 1) {
     const bool rot = kv.format == KvFormat::Q8 || kv.format == KvFormat::Q4;
     launch(combine_kernel, dim3(static_cast<unsigned>(n_heads), static_cast<unsigned>(rows)), 128, s, 
-        partial, nh, kv.head_dim, n_splits, rot, out, ldo);
+        partial, nh, kv.head_dim, n_splits, rot, out, ldo, qi);
     LLM_CUDA_LAUNCH_CHECK();
   }
 }

@@ -125,10 +125,13 @@ void rope(float *x, int64_t ldx, int64_t rows, int64_t n_heads, int64_t head_dim
 int attention_splits(int64_t rows, int64_t n_ctx);
 // Floats of partial results attention needs.
 size_t attention_partial_floats(int64_t rows, int64_t n_heads, int64_t head_dim, int64_t n_ctx);
-// Causal attention of the segment's query rows over the cache.
+// Causal attention of the segment's query rows over the cache. With
+// quant_scratch (head_dim % 32 == 0) the output rows are also left there
+// quantized, as the QuantInput of `rows` rows of n_heads * head_dim values
+// that the GEMV kernels read (one kernel less before the output projection).
 void attention(const KvLayer &kv, const int32_t *staging, int seg, const float *q, int64_t ldq, int64_t rows,
                int64_t n_heads, int64_t n_ctx, int64_t window, float scale, float *out, int64_t ldo,
-               float *partial, cudaStream_t s);
+               float *partial, cudaStream_t s, void *quant_scratch = nullptr);
 // Moves positions [src, src + n) to [dst, ...) in every layer, re-rotating the
 // keys by cos/sin (device, head_dim / 2). pages: the sequence's page table.
 void kv_shift(const KvLayer &layer0, int64_t n_layers, int64_t layer_stride, const int32_t *pages,
