@@ -48,6 +48,9 @@ struct I4 {
   // accumulator stay in registers (2 * 6 + the current weight vector and
   // constants fit in 16); more tokens amortize the octet decode further.
   static constexpr int kMaxT = 6;
+  // Up to 8 tokens (a batch of decoding sessions) in one tile, run as two
+  // halves of 4 against each decoded octet (octet_tokens).
+  static constexpr int kBatchT = 8;
   struct Octet {
     __m256i w[8];  // nibble values, w[v] = elements 4v..4v+3 of every block
   };
@@ -76,6 +79,7 @@ struct I8 {
   static constexpr int kSteps = 8;
   static constexpr int64_t kOctetWeightBytes = kOctetBytes;
   static constexpr int kMaxT = 6;  // as for I4 (a weight vector and its magnitude)
+  static constexpr int kBatchT = kMaxT;
   struct Octet {
     __m256i w[8], aw[8];  // values and magnitudes (|-128| reads as 128 unsigned)
   };

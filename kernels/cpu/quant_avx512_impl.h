@@ -53,6 +53,7 @@ struct I4x512 {
   static constexpr int kSteps = 4;
   static constexpr int64_t kOctetWeightBytes = kOctetBytes / 2;
   static constexpr int kMaxT = 6;
+  static constexpr int kBatchT = kMaxT;  // n <= kBatchT: one token tile
   struct Octet {
     __m512i w[4];  // w[i] = units 2i, 2i + 1 of every block (nibble values)
   };
@@ -88,6 +89,7 @@ struct I8x512 {
   static constexpr int kSteps = 4;
   static constexpr int64_t kOctetWeightBytes = kOctetBytes;
   static constexpr int kMaxT = 6;
+  static constexpr int kBatchT = kMaxT;  // n <= kBatchT: one token tile
   struct Octet {
     __m512i aw[4];     // magnitudes (|-128| reads as 128 unsigned)
     __mmask64 neg[4];  // bytes where the weight is negative

@@ -44,7 +44,11 @@
 // panel, tokens go in register tiles of T tokens x R rows: each decoded
 // weight octet is reused for the T tokens, and the task's weight rows (at
 // most 64 x panel bytes) stay in L2 across token tiles, so weights come from
-// memory once per call. Decode (n = 1) uses 4-row tiles: four weight
+// memory once per call. A token tile's activations over a panel are first
+// packed token-interleaved (pack_tokens), so the tile reaches all of them
+// through one pointer. A batch of up to F::kBatchT tokens (several sessions
+// decoding together) is a single token tile: every weight octet is decoded
+// once per call. Decode (n = 1) uses 4-row tiles: four weight
 // streams in flight over whole rows, plus software prefetch of the rows two
 // tiles ahead (rows are too short for the hardware prefetchers alone).
 // The last, partial octet of a row (k not a multiple of 256) is copied into
@@ -66,6 +70,9 @@ namespace llm::cpu::detail {
 namespace {
 
 constexpr int64_t kPanelBytes = 16384;  // activation bytes of a token tile per k-panel
+// Token tiles of more tokens than this (the batch tiles, up to 8) run each
+// decoded octet against their tokens in two halves (octet_tokens).
+constexpr int kHalfTile = 6;
 
 // The inner loops rely on everything below being inlined into the tile
 // (decoded octets live in registers); GCC's size heuristics give up on
@@ -244,46 +251,97 @@ struct Panel {
   bool tail;
 };
 
-// Per-token pointers of a token tile.
-template <int T>
+// The activations of a token tile over one panel, packed token-interleaved
+// so that one pointer (and constant offsets) reaches every token: for octet
+// o of the panel (counted from o0), step v (of F::kSteps) and token t, the
+// U = kOctetBytes / kSteps bytes sit at q + ((o - o0) * kSteps + v) * T * U
+// + t * U, and the 8 lane-ordered dp / dsum floats at dp / dsum + ((o - o0)
+// * T + t) * 8. Per-token pointers (a row stride apart) would take more
+// registers than there are, and strides that are multiples of 4 KiB make
+// the tile's loads collide in L1. With one token this is the scratch
+// layout itself, so nothing is copied.
+template <class F, int T>
 struct TokenRows {
-  const int8_t *q[T];
-  const float *dp[T];
-  const float *dsum[T];
-  LLM_ALWAYS_INLINE TokenRows(const Acts &x, int64_t t0) {
-    for (int t = 0; t < T; ++t) {
-      q[t] = x.q + (t0 + t) * x.q_row;
-      dp[t] = x.dp + (t0 + t) * x.nb8;
-      dsum[t] = x.dsum + (t0 + t) * x.nb8;
-    }
+  static constexpr int64_t kUnit = kOctetBytes / F::kSteps;
+  const int8_t *q;
+  const float *dp;
+  const float *dsum;
+  int64_t o0;
+  LLM_ALWAYS_INLINE const int8_t *xq(int64_t o, int v, int t) const {
+    return q + ((o - o0) * F::kSteps + v) * (T * kUnit) + t * kUnit;
   }
+  LLM_ALWAYS_INLINE const float *xdp(int64_t o, int t) const { return dp + ((o - o0) * T + t) * kOctet; }
+  LLM_ALWAYS_INLINE const float *xdsum(int64_t o, int t) const { return dsum + ((o - o0) * T + t) * kOctet; }
 };
+
+// Largest token tile of any x86 policy, and the packing buffer of a token
+// tile: a panel of activations plus the partial octet past it, and their
+// dp / dsum.
+// (A panel holds at most kPanelBytes of a tile's activations, or one octet
+// of every token, so (panel octets + 1) * T <= kPackOctetTokens.)
+constexpr int kMaxTileTokens = 8;
+constexpr int64_t kPackOctetTokens = kPanelBytes / kOctetBytes + kMaxTileTokens;
+struct PackBuffer {
+  alignas(64) int8_t q[kPackOctetTokens * kOctetBytes];
+  alignas(64) float dp[kPackOctetTokens * kOctet];
+  alignas(64) float dsum[kPackOctetTokens * kOctet];
+};
+
+// Tokens t0.. t0 + T - 1 over octets [o0, o_end) of the panel.
+template <class F, int T>
+LLM_ALWAYS_INLINE TokenRows<F, T> pack_tokens(const Acts &x, int64_t t0, int64_t o0, int64_t o_end, PackBuffer &buf) {
+  constexpr int64_t U = TokenRows<F, T>::kUnit;
+  if constexpr (T == 1) {
+    return {x.q + t0 * x.q_row + o0 * kOctetBytes, x.dp + t0 * x.nb8 + o0 * kOctet,
+            x.dsum + t0 * x.nb8 + o0 * kOctet, o0};
+  } else {
+    for (int64_t o = o0; o < o_end; ++o)
+      for (int t = 0; t < T; ++t) {
+        const int8_t *src = x.q + (t0 + t) * x.q_row + o * kOctetBytes;
+        int8_t *dst = buf.q + (o - o0) * F::kSteps * T * U + t * U;
+        for (int v = 0; v < F::kSteps; ++v) std::memcpy(dst + v * T * U, src + v * U, U);
+        const int64_t d = ((o - o0) * T + t) * kOctet;
+        std::memcpy(buf.dp + d, x.dp + (t0 + t) * x.nb8 + o * kOctet, kOctet * sizeof(float));
+        std::memcpy(buf.dsum + d, x.dsum + (t0 + t) * x.nb8 + o * kOctet, kOctet * sizeof(float));
+      }
+    return {buf.q, buf.dp, buf.dsum, o0};
+  }
+}
 
 // One decoded weight octet (scales sw, zero-point terms zsw, both in lane
 // order) against the T tokens: acc[t] += (q.x) * dp * sw - zsw * dsum.
 // Loop order: each decoded weight vector is loaded once and used for all T
 // tokens; per token only the integer sum and the float accumulator stay in
 // registers (the decoded octet itself lives in L1).
-template <class F, class Z, int T>
-LLM_ALWAYS_INLINE void octet_tokens(const typename F::Octet &w, __m256 sw, __m256 zsw, const TokenRows<T> &x,
+template <class F, class Z, int T, int T0 = 0, int TN = T>
+LLM_ALWAYS_INLINE void octet_tokens(const typename F::Octet &w, __m256 sw, __m256 zsw, const TokenRows<F, T> &x,
                                     int64_t o, __m256 *acc) {
-  typename F::Acc s[T];
+  if constexpr (TN > kHalfTile) {
+    // Tiles of more than kHalfTile tokens go in two halves: the int16 sums
+    // of all tokens and the finishing work would not fit in the registers
+    // together (the decoded octet is read twice, from L1).
+    octet_tokens<F, Z, T, T0, TN / 2>(w, sw, zsw, x, o, acc);
+    octet_tokens<F, Z, T, T0 + TN / 2, TN - TN / 2>(w, sw, zsw, x, o, acc);
+  } else {
+    typename F::Acc s[TN];
 #pragma GCC unroll 8
-  for (int t = 0; t < T; ++t) s[t] = F::zero();
+    for (int t = 0; t < TN; ++t) s[t] = F::zero();
 #pragma GCC unroll 8
-  for (int v = 0; v < F::kSteps; ++v) {
-    const typename F::Lane wv = F::lane(w, v);
+    for (int v = 0; v < F::kSteps; ++v) {
+      const typename F::Lane wv = F::lane(w, v);
 #pragma GCC unroll 8
-    for (int t = 0; t < T; ++t) {
-      s[t] = F::step(s[t], wv, x.q[t] + o * kOctetBytes + kOctetBytes / F::kSteps * v);
-      keep_chain(s[t]);
+      for (int t = 0; t < TN; ++t) {
+        s[t] = F::step(s[t], wv, x.xq(o, v, T0 + t));
+        keep_chain(s[t]);
+      }
     }
-  }
 #pragma GCC unroll 8
-  for (int t = 0; t < T; ++t) {
-    const __m256 scale = _mm256_mul_ps(_mm256_loadu_ps(x.dp[t] + 8 * o), sw);
-    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(F::finish(s[t])), scale, acc[t]);
-    if constexpr (Z::kApplies) acc[t] = _mm256_fnmadd_ps(zsw, _mm256_loadu_ps(x.dsum[t] + 8 * o), acc[t]);
+    for (int t = 0; t < TN; ++t) {
+      const __m256 scale = _mm256_mul_ps(_mm256_loadu_ps(x.xdp(o, T0 + t)), sw);
+      acc[T0 + t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(F::finish(s[t])), scale, acc[T0 + t]);
+      if constexpr (Z::kApplies)
+        acc[T0 + t] = _mm256_fnmadd_ps(zsw, _mm256_loadu_ps(x.xdsum(o, T0 + t)), acc[T0 + t]);
+    }
   }
 }
 
@@ -294,7 +352,8 @@ constexpr int64_t octet_weight_bytes() {
 }
 
 template <class F, class G, class Z, int T>
-LLM_ALWAYS_INLINE void octet_step(const QMatmulArgs &a, int64_t row, int64_t o, const TokenRows<T> &x, __m256 *acc) {
+LLM_ALWAYS_INLINE void octet_step(const QMatmulArgs &a, int64_t row, int64_t o, const TokenRows<F, T> &x,
+                                  __m256 *acc) {
   typename F::Octet w;
   F::decode(a.q + row * a.row_bytes + o * octet_weight_bytes<F>(), w);
   const __m256 sw = G::scales(a.scales + row * a.groups, o, a.group);
@@ -306,7 +365,7 @@ LLM_ALWAYS_INLINE void octet_step(const QMatmulArgs &a, int64_t row, int64_t o, 
 // a zero-padded buffer (never reading past the row); lanes of missing blocks
 // get zero scales, and their activations are zero anyway.
 template <class F, class Z, int T>
-void tail_step(const QMatmulArgs &a, int64_t row, int64_t o, const TokenRows<T> &x, __m256 *acc) {
+void tail_step(const QMatmulArgs &a, int64_t row, int64_t o, const TokenRows<F, T> &x, __m256 *acc) {
   constexpr int64_t kBytes = octet_weight_bytes<F>();
   alignas(32) uint8_t pad[kBytes] = {};
   const int64_t valid = (a.x.nb - o * kOctet) * (kBytes / kOctet);
@@ -337,8 +396,7 @@ LLM_ALWAYS_INLINE void prefetch_octet(const QMatmulArgs &a, int64_t row, int64_t
 
 // out[t0 + t][j + r] for r < R, t < T over one panel.
 template <class F, class G, class Z, int R, int T>
-void tile(const QMatmulArgs &a, int64_t j, int64_t t0, const Panel &p) {
-  const TokenRows<T> x(a.x, t0);
+void tile(const QMatmulArgs &a, int64_t j, int64_t t0, const Panel &p, const TokenRows<F, T> &x) {
   __m256 acc[R][T];
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
@@ -367,38 +425,52 @@ constexpr int rows_for_tokens() {
   return T == 1 ? 4 : T == 2 ? 2 : 1;
 }
 
+// The tokens' activations over the panel are packed once (pack_tokens) and
+// reused for every row of the task.
 template <class F, class G, class Z, int T>
-void token_tile(const QMatmulArgs &a, int64_t j0, int64_t j1, int64_t t0, const Panel &p) {
+void token_tile(const QMatmulArgs &a, int64_t j0, int64_t j1, int64_t t0, const Panel &p, PackBuffer &buf) {
+  static_assert(T <= kMaxTileTokens, "token tile larger than the packing buffer");
   constexpr int R = rows_for_tokens<T>();
+  const TokenRows<F, T> x = pack_tokens<F, T>(a.x, t0, p.o0, p.o1 + (p.tail ? 1 : 0), buf);
   int64_t j = j0;
-  for (; j + R <= j1; j += R) tile<F, G, Z, R, T>(a, j, t0, p);
+  for (; j + R <= j1; j += R) tile<F, G, Z, R, T>(a, j, t0, p, x);
   if constexpr (R > 1) {
-    for (; j < j1; ++j) tile<F, G, Z, 1, T>(a, j, t0, p);
+    for (; j < j1; ++j) tile<F, G, Z, 1, T>(a, j, t0, p, x);
   }
 }
 
-// The last `left` (< kMaxT) tokens, through the tile made for that many.
+// The last `left` (<= T) tokens, through the tile made for that many.
 template <class F, class G, class Z, int T>
-void token_rest(const QMatmulArgs &a, int64_t j0, int64_t j1, int64_t t0, const Panel &p, int64_t left) {
+void token_rest(const QMatmulArgs &a, int64_t j0, int64_t j1, int64_t t0, const Panel &p, int64_t left,
+                PackBuffer &buf) {
   if constexpr (T > 0) {
-    if (left == T) return token_tile<F, G, Z, T>(a, j0, j1, t0, p);
-    token_rest<F, G, Z, T - 1>(a, j0, j1, t0, p, left);
+    if (left == T) return token_tile<F, G, Z, T>(a, j0, j1, t0, p, buf);
+    token_rest<F, G, Z, T - 1>(a, j0, j1, t0, p, left, buf);
   }
 }
 
+// Batches of a few tokens (n <= F::kBatchT: decode of several sessions)
+// run as one token tile of n, so that each weight octet is decoded once per
+// call; larger n goes in tiles of F::kMaxT and one tile of the rest.
 template <class F, class G, class Z>
 void rows_impl(const QMatmulArgs &a, int64_t j0, int64_t j1) {
   constexpr int kT = F::kMaxT;
   const int64_t octets = a.x.nb / kOctet;
   const bool has_tail = a.x.nb % kOctet != 0;
-  const int64_t tile_tokens = std::min<int64_t>(a.n, kT);
+  const bool one_tile = a.n <= F::kBatchT;
+  const int64_t tile_tokens = one_tile ? a.n : std::min<int64_t>(a.n, kT);
   const int64_t panel_octets = std::max<int64_t>(1, kPanelBytes / (tile_tokens * kOctetBytes));
+  PackBuffer buf;
   for (int64_t o0 = 0;; o0 += panel_octets) {
     const int64_t o1 = std::min(octets, o0 + panel_octets);
     const Panel p{o0, o1, o1 == octets && has_tail};
-    int64_t t0 = 0;
-    for (; t0 + kT <= a.n; t0 += kT) token_tile<F, G, Z, kT>(a, j0, j1, t0, p);
-    token_rest<F, G, Z, kT - 1>(a, j0, j1, t0, p, a.n - t0);
+    if (one_tile) {
+      token_rest<F, G, Z, F::kBatchT>(a, j0, j1, 0, p, a.n, buf);
+    } else {
+      int64_t t0 = 0;
+      for (; t0 + kT <= a.n; t0 += kT) token_tile<F, G, Z, kT>(a, j0, j1, t0, p, buf);
+      token_rest<F, G, Z, kT - 1>(a, j0, j1, t0, p, a.n - t0, buf);
+    }
     if (o1 == octets) break;
   }
 }

@@ -412,7 +412,7 @@ TEST(MatmulQ, AllShapesAgainstReferences) {
         for (int64_t group : {32, 64, 128}) {
           if (cols % group != 0) continue;
           for (int64_t rows : {1, 3, 17, 130})
-            for (int64_t n : {1, 2, 5, 16, 33}) {
+            for (int64_t n : {1, 2, 5, 8, 16, 33}) {  // 8: the batch tile of decoding sessions
               check_case(pool1, pool2, {dtype, zeros, rows, cols, group, n, ++counter % 2 == 0}, rng);
               if (HasFatalFailure()) return;
             }
@@ -435,6 +435,11 @@ TEST(MatmulQ, PanelsTailsAndOddGroups) {
       {DType::I8, Zeros::Symmetric, 129, 1024, 1024, 2, true},
       {DType::I4, Zeros::Symmetric, 4, 8192, 128, 3, false},
       {DType::I8, Zeros::Asymmetric, 2, 96, 96, 40, true},
+      // Batch tiles (n <= 8 is one token tile): several panels, a tail octet.
+      {DType::I4, Zeros::Symmetric, 70, 2976, 32, 8, true},
+      {DType::I4, Zeros::Asymmetric, 37, 5632, 128, 8, false},
+      {DType::I8, Zeros::Symmetric, 21, 2976, 32, 8, false},
+      {DType::I8, Zeros::Asymmetric, 9, 1056, 96, 7, true},
   };
   for (const Case &c : cases) {
     check_case(pool1, pool2, c, rng);
