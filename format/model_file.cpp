@@ -243,14 +243,20 @@ uint32_t get_varint(const uint8_t *&p, const uint8_t *end, const char *what) {
   }
 }
 
-TokenizerSpec read_tokenizer(const fb::Tokenizer *t, uint16_t format_major) {
+// max_vocab: the model's vocabulary size; a tokenizer with more ids is
+// rejected before anything is allocated for them.
+TokenizerSpec read_tokenizer(const fb::Tokenizer *t, uint16_t format_major, uint64_t max_vocab) {
   TokenizerSpec s;
+  const auto too_many = [&] {
+    fail_format("tokenizer has more tokens than the model's vocabulary of " + std::to_string(max_vocab));
+  };
   // (left, right) pairs; the merged ids are looked up below.
   std::vector<std::pair<uint32_t, uint32_t>> pairs;
   if (format_major == 1) {
     if (!t->vocab()) fail_format("tokenizer has no vocabulary");
     if (t->vocab_bytes() || t->vocab_lengths() || t->merges_packed())
       fail_format("format 1 file carries the packed tokenizer fields of format 2");
+    if (t->vocab()->size() > max_vocab) too_many();
     s.vocab.reserve(t->vocab()->size());
     for (const flatbuffers::String *piece : *t->vocab()) s.vocab.push_back(str(piece));
     if (t->merges()) {
@@ -269,8 +275,9 @@ TokenizerSpec read_tokenizer(const fb::Tokenizer *t, uint16_t format_major) {
     const uint8_t *bytes = t->vocab_bytes()->data();
     const size_t n_bytes = t->vocab_bytes()->size();
     size_t used = 0;
-    s.vocab.reserve(t->vocab_lengths()->size());
+    s.vocab.reserve(std::min<uint64_t>(t->vocab_lengths()->size(), max_vocab));
     while (p != end) {
+      if (s.vocab.size() == max_vocab) too_many();
       const uint32_t len = get_varint(p, end, "vocabulary lengths");
       if (len > n_bytes - used)
         fail_format("tokenizer vocabulary: entry " + std::to_string(s.vocab.size()) + " of " +
@@ -737,7 +744,7 @@ void ModelFile::parse(Verify verify) {
   meta_.vocab_only = m->vocab_only();
   meta_.parameter_count = m->parameter_count();
   if (!m->tokenizer()) fail_format("metadata has no tokenizer");
-  tokenizer_ = read_tokenizer(m->tokenizer(), h.format_major);
+  tokenizer_ = read_tokenizer(m->tokenizer(), h.format_major, meta_.hparams.vocab_size);
 
   uint64_t data_end = h.data_offset + h.data_size;
   if (m->tensors()) {

@@ -379,6 +379,18 @@ TEST_F(PackedTokenizerTest, DamagedPackedFieldsAreRejected) {
        "refers to ids outside the vocabulary"},
       {"merge yields no token", 2, [](llm::fb::TokenizerT &t) { t.merges_packed.insert(t.merges_packed.end(), {3, 4}); },
        "yields a token missing from the vocabulary"},
+      {"more tokens than the model's vocabulary", 2,
+       [](llm::fb::TokenizerT &t) { t.vocab_lengths.insert(t.vocab_lengths.end(), 100, 0); },
+       "tokenizer has more tokens than the model's vocabulary of 300"},
+      {"format 1: more tokens than the model's vocabulary", 1,
+       [&](llm::fb::TokenizerT &t) {
+         t.vocab_lengths.clear();
+         t.vocab_bytes.clear();
+         t.merges_packed.clear();
+         t.vocab = want.vocab;
+         t.vocab.resize(301);
+       },
+       "tokenizer has more tokens than the model's vocabulary of 300"},
       {"no vocabulary", 2,
        [](llm::fb::TokenizerT &t) {
          t.vocab_lengths.clear();
