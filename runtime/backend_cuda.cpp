@@ -288,8 +288,8 @@ class CudaBackend final : public Backend {
     for (int i = 0; i < count; ++i) gemm(x, products[i], scratch);
   }
 
-  void matmul_add(Act x, const Weight &w, Act acc, Act tmp, void *scratch) override {
-    if (x.rows > cuda::kGemvMaxRows) return Backend::matmul_add(x, w, acc, tmp, scratch);
+  void matmul_add(Act x, const Weight &w, Act acc, Act, void *scratch) override {
+    if (x.rows > cuda::kGemvMaxRows) return gemm(x, Product{&w, nullptr, acc}, scratch, true);  // cuBLAS beta = 1
     cuda::GemvJob job{dev(w), nullptr, acc.data, acc.stride, 1};
     gemv(x, &job, 1, scratch);
   }
@@ -570,14 +570,15 @@ class CudaBackend final : public Backend {
 
   // Products of more rows: cuBLAS on bf16 (fp32 weights: fp32), the weight
   // dequantized tile by tile when it is not stored in bf16.
-  void gemm(Act x, const Product &p, void *scratch) {
+  // accumulate: out += x · Wᵀ (the product's bias is then not added).
+  void gemm(Act x, const Product &p, void *scratch, bool accumulate = false) {
     const Weight &w = *p.w;
     const int64_t n = x.rows, k = x.cols;
-    const float one = 1.0f, zero = 0.0f;
+    const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
     if (w.dtype == DType::F32) {
       check_blas(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(w.rows), static_cast<int>(n),
                               static_cast<int>(k), &one, w.data, CUDA_R_32F, static_cast<int>(k), x.data, CUDA_R_32F,
-                              static_cast<int>(x.stride), &zero, p.out.data, CUDA_R_32F,
+                              static_cast<int>(x.stride), &beta, p.out.data, CUDA_R_32F,
                               static_cast<int>(p.out.stride), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                  "matrix product");
     } else {
@@ -596,12 +597,12 @@ class CudaBackend final : public Backend {
         }
         check_blas(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(m), static_cast<int>(n),
                                 static_cast<int>(k), &one, a, CUDA_R_16BF, static_cast<int>(k), scratch, CUDA_R_16BF,
-                                static_cast<int>(k), &zero, p.out.data + r0, CUDA_R_32F,
+                                static_cast<int>(k), &beta, p.out.data + r0, CUDA_R_32F,
                                 static_cast<int>(p.out.stride), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                    "matrix product");
       }
     }
-    if (const float *b = bias_of(p.bias)) cuda::add_bias(p.out.data, p.out.stride, b, n, w.rows, stream_);
+    if (const float *b = bias_of(p.bias); b && !accumulate) cuda::add_bias(p.out.data, p.out.stride, b, n, w.rows, stream_);
   }
 
   int ordinal_ = 0;

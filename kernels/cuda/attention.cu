@@ -384,6 +384,141 @@ __global__ void kv_shift_kernel(KvLayer kv, int64_t layer_stride, const int32_t 
   for (int t = threadIdx.x; t < kv.row_bytes; t += blockDim.x) vd[t] = vs[t];
 }
 
+// Attention of a prompt (more than kGemvMaxRows rows; float KV formats,
+// head_dim 64 or 128): a block takes kPrefillRows query rows of one head and
+// walks the keys in tiles of 32, each tile's keys and values dequantized once
+// into shared memory for all of its rows (the one-row kernel above reads
+// every key again for every row: for a 7B model's 512-token prompt that was
+// about 490 µs a layer, bound by L2). Warp w owns rows w, w + 4, ...; in the
+// scores lane l is key l of the tile, in the values it owns dimensions l,
+// l + 32, ... Same online softmax as the one-row kernel.
+constexpr int kPrefillRows = 16;
+constexpr int kPrefillKeys = 32;
+constexpr int kPrefillRowsPerWarp = kPrefillRows / kAttnWarps;
+
+template <KvFormat F, int HD>
+__global__ void __launch_bounds__(kAttnWarps * 32)
+    prefill_attention_kernel(KvLayer kv, const int32_t *staging, int seg, const float *q, int64_t ldq, int rows,
+                             int n_heads, int64_t window, float scale, float *out, int64_t ldo) {
+  constexpr int ND = HD / 32;  // value dimensions per lane
+  __shared__ float qs[kPrefillRows][HD];
+  __shared__ float ks[kPrefillKeys][HD + 1];  // +1: lane l reads row l, conflict-free
+  __shared__ float vs[kPrefillKeys][HD];
+  pdl_begin();
+  const SegmentDesc sd = reinterpret_cast<const SegmentDesc *>(staging)[seg];
+  const int h = blockIdx.x, i0 = blockIdx.y * kPrefillRows;
+  const int kvh = h / (n_heads / kv.n_kv_heads);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int32_t *pages = staging + sd.pages_off;
+  const int nrows = min(kPrefillRows, rows - i0);
+  for (int t = threadIdx.x; t < kPrefillRows * HD; t += blockDim.x) {
+    const int r = t / HD, d = t % HD;
+    qs[r][d] = r < nrows ? q[static_cast<int64_t>(i0 + r) * ldq + static_cast<int64_t>(h) * HD + d] * scale : 0.0f;
+  }
+  // Keys any row of the block sees: [first row's window start, last row's position].
+  const int64_t p_first = sd.pos0 + i0, p_last = sd.pos0 + i0 + nrows - 1;
+  const int64_t j_begin = window > 0 ? max(int64_t{0}, p_first - window + 1) : 0;
+  float m[kPrefillRowsPerWarp], l[kPrefillRowsPerWarp], acc[kPrefillRowsPerWarp][ND];
+#pragma unroll
+  for (int r = 0; r < kPrefillRowsPerWarp; ++r) {
+    m[r] = -INFINITY;
+    l[r] = 0.0f;
+#pragma unroll
+    for (int t = 0; t < ND; ++t) acc[r][t] = 0.0f;
+  }
+  for (int64_t j0 = j_begin; j0 <= p_last; j0 += kPrefillKeys) {
+    __syncthreads();  // the previous tile is used up (and qs written, the first time)
+    for (int t = threadIdx.x; t < kPrefillKeys * (HD / 8); t += blockDim.x) {
+      const int kk = t / (HD / 8), c = (t % (HD / 8)) * 8;
+      const int64_t j = j0 + kk;
+      float kv8[8], vv8[8];
+      if (j <= p_last) {
+        kv_load8<F>(kv_row(kv, pages, 0, kvh, j), c, HD, kv8);
+        kv_load8<F>(kv_row(kv, pages, 1, kvh, j), c, HD, vv8);
+      } else {
+#pragma unroll
+        for (int e = 0; e < 8; ++e) kv8[e] = vv8[e] = 0.0f;
+      }
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        ks[kk][c + e] = kv8[e];
+        vs[kk][c + e] = vv8[e];
+      }
+    }
+    __syncthreads();
+    const int64_t j = j0 + lane;
+    float sc[kPrefillRowsPerWarp];
+#pragma unroll
+    for (int r = 0; r < kPrefillRowsPerWarp; ++r) sc[r] = 0.0f;
+#pragma unroll 8
+    for (int d = 0; d < HD; ++d) {
+      const float kd = ks[lane][d];
+#pragma unroll
+      for (int r = 0; r < kPrefillRowsPerWarp; ++r) sc[r] += qs[warp + kAttnWarps * r][d] * kd;
+    }
+#pragma unroll
+    for (int r = 0; r < kPrefillRowsPerWarp; ++r) {
+      const int row = warp + kAttnWarps * r;
+      const int64_t p = sd.pos0 + i0 + row;
+      const int64_t lo = window > 0 ? max(int64_t{0}, p - window + 1) : 0;
+      const bool valid = row < nrows && j >= lo && j <= p;
+      const float s_r = valid ? sc[r] : -INFINITY;
+      const float mx = warp_max(s_r);
+      if (mx == -INFINITY) {  // no key of this tile for this row
+        sc[r] = 0.0f;
+        continue;
+      }
+      const float mn = fmaxf(m[r], mx);
+      const float pr = valid ? expf(s_r - mn) : 0.0f;
+      const float corr = expf(m[r] - mn);
+      l[r] = l[r] * corr + warp_sum(pr);
+#pragma unroll
+      for (int t = 0; t < ND; ++t) acc[r][t] *= corr;
+      m[r] = mn;
+      sc[r] = pr;
+    }
+#pragma unroll 4
+    for (int kk = 0; kk < kPrefillKeys; ++kk) {
+      float v[ND];
+#pragma unroll
+      for (int t = 0; t < ND; ++t) v[t] = vs[kk][lane + 32 * t];
+#pragma unroll
+      for (int r = 0; r < kPrefillRowsPerWarp; ++r) {
+        const float pk = __shfl_sync(0xffffffffu, sc[r], kk);
+#pragma unroll
+        for (int t = 0; t < ND; ++t) acc[r][t] += pk * v[t];
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < kPrefillRowsPerWarp; ++r) {
+    const int row = warp + kAttnWarps * r;
+    if (row >= nrows) continue;
+    const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+#pragma unroll
+    for (int t = 0; t < ND; ++t)
+      out[static_cast<int64_t>(i0 + row) * ldo + static_cast<int64_t>(h) * HD + lane + 32 * t] = acc[r][t] * inv;
+  }
+}
+
+template <KvFormat F>
+bool launch_prefill_attention(const KvLayer &kv, const int32_t *staging, int seg, const float *q, int64_t ldq,
+                              int64_t rows, int n_heads, int64_t window, float scale, float *out, int64_t ldo,
+                              cudaStream_t s) {
+  const dim3 grid(static_cast<unsigned>(n_heads), ceil_div(rows, kPrefillRows));
+  const int r = static_cast<int>(rows);
+  if (kv.head_dim == 64)
+    launch(prefill_attention_kernel<F, 64>, grid, kAttnWarps * 32, s, kv, staging, seg, q, ldq, r, n_heads, window,
+           scale, out, ldo);
+  else if (kv.head_dim == 128)
+    launch(prefill_attention_kernel<F, 128>, grid, kAttnWarps * 32, s, kv, staging, seg, q, ldq, r, n_heads, window,
+           scale, out, ldo);
+  else
+    return false;
+  LLM_CUDA_LAUNCH_CHECK();
+  return true;
+}
+
 template <KvFormat F>
 void launch_attention(dim3 grid, const KvLayer &kv, const int32_t *staging, int seg, const float *q, int64_t ldq,
                       int n_heads, int64_t window, float scale, float *out, int64_t ldo, float *partial,
@@ -441,6 +576,22 @@ void attention(const KvLayer &kv, const int32_t *staging, int seg, const float *
   const int64_t split_len = split_length(n_ctx, n_splits);
   const dim3 grid(static_cast<unsigned>(n_heads), static_cast<unsigned>(rows), static_cast<unsigned>(n_splits));
   const int nh = static_cast<int>(n_heads);
+  if (rows > kGemvMaxRows) {  // a prompt: tiled over rows and keys where the format allows
+    bool done = false;
+    switch (kv.format) {
+      case KvFormat::F32:
+        done = launch_prefill_attention<KvFormat::F32>(kv, staging, seg, q, ldq, rows, nh, window, scale, out, ldo, s);
+        break;
+      case KvFormat::F16:
+        done = launch_prefill_attention<KvFormat::F16>(kv, staging, seg, q, ldq, rows, nh, window, scale, out, ldo, s);
+        break;
+      case KvFormat::BF16:
+        done = launch_prefill_attention<KvFormat::BF16>(kv, staging, seg, q, ldq, rows, nh, window, scale, out, ldo, s);
+        break;
+      default: break;
+    }
+    if (done) return;
+  }
   switch (kv.format) {
     case KvFormat::F32:
       launch_attention<KvFormat::F32>(grid, kv, staging, seg, q, ldq, nh, window, scale, out, ldo, partial, n_splits, split_len, qi, s);

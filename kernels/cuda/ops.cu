@@ -136,46 +136,48 @@ __global__ void dequantize_kernel(DevWeight w, int64_t row0, int64_t rows, void 
   }
 }
 
-// Quantized rows to bf16, one 32-value block per thread (kernels/cpu/quant.h).
+// Quantized rows to bf16 (layouts of kernels/cpu/quant.h), eight values per
+// thread: thread t of a 32-value block's four writes values 8t..8t+7, so a
+// warp stores 512 contiguous bytes at once. I4: values 0..15 are the low
+// nibbles of the block's 16 bytes and 16..31 the high ones, so thread t
+// reads bytes 8 (t & 1)..+7 and takes the low (t < 2) or high nibbles.
 __global__ void dequantize_q_kernel(DevWeight w, int64_t row0, int64_t rows, __nv_bfloat16 *out) {
   pdl_begin();
-  const int64_t nbr = w.cols / 32, total = rows * nbr, gpr = w.cols / w.group, bpg = w.group / 32;
+  const int64_t nbr = w.cols / 32, total = rows * nbr * 4, gpr = w.cols / w.group, bpg = w.group / 32;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t r = i / nbr, b = i - r * nbr, row = row0 + r;
+    const int64_t blk = i >> 2, r = blk / nbr, b = blk - r * nbr, row = row0 + r;
+    const int part = static_cast<int>(i & 3);
     const int64_t gi = row * gpr + b / bpg;
     const float scale = f16_bits_to_float(w.scales[gi]);
-    float v[32];
+    float v[8];
     if (w.type == WType::I4) {
       const int z = w.zeros ? static_cast<const uint8_t *>(w.zeros)[gi] : 8;
-      const uint4 q = reinterpret_cast<const uint4 *>(static_cast<const uint8_t *>(w.data) + row * (w.cols / 2))[b];
-      const uint32_t u[4] = {q.x, q.y, q.z, q.w};
+      const uint2 q = reinterpret_cast<const uint2 *>(static_cast<const uint8_t *>(w.data) + row * (w.cols / 2) +
+                                                      b * 16)[part & 1];
+      const int shift = part < 2 ? 0 : 4;
 #pragma unroll
-      for (int e = 0; e < 16; ++e) {
-        const uint32_t byte = (u[e / 4] >> (8 * (e % 4))) & 0xFF;
-        v[e] = static_cast<float>(static_cast<int>(byte & 0x0F) - z) * scale;
-        v[e + 16] = static_cast<float>(static_cast<int>(byte >> 4) - z) * scale;
+      for (int e = 0; e < 8; ++e) {
+        const uint32_t byte = ((e < 4 ? q.x : q.y) >> (8 * (e & 3) + shift)) & 0x0F;
+        v[e] = static_cast<float>(static_cast<int>(byte) - z) * scale;
       }
     } else {
       const int z = w.zeros ? static_cast<const int8_t *>(w.zeros)[gi] : 0;
-      const uint4 *p = reinterpret_cast<const uint4 *>(static_cast<const int8_t *>(w.data) + row * w.cols) + 2 * b;
-      const uint4 q0 = p[0], q1 = p[1];
-      const uint32_t u[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
+      const uint2 q = reinterpret_cast<const uint2 *>(static_cast<const int8_t *>(w.data) + row * w.cols +
+                                                      b * 32)[part];
 #pragma unroll
-      for (int e = 0; e < 32; ++e)
-        v[e] = static_cast<float>(static_cast<int>(static_cast<int8_t>((u[e / 4] >> (8 * (e % 4))) & 0xFF)) - z) * scale;
-    }
-    uint4 *o = reinterpret_cast<uint4 *>(out + r * w.cols + b * 32);
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      uint32_t packed[4];
-#pragma unroll
-      for (int t = 0; t < 4; ++t) {
-        const __nv_bfloat162 h = __floats2bfloat162_rn(v[8 * j + 2 * t], v[8 * j + 2 * t + 1]);
-        packed[t] = *reinterpret_cast<const uint32_t *>(&h);
+      for (int e = 0; e < 8; ++e) {
+        const int8_t byte = static_cast<int8_t>(((e < 4 ? q.x : q.y) >> (8 * (e & 3))) & 0xFF);
+        v[e] = static_cast<float>(static_cast<int>(byte) - z) * scale;
       }
-      o[j] = make_uint4(packed[0], packed[1], packed[2], packed[3]);
     }
+    uint32_t packed[4];
+#pragma unroll
+    for (int t = 0; t < 4; ++t) {
+      const __nv_bfloat162 h = __floats2bfloat162_rn(v[2 * t], v[2 * t + 1]);
+      packed[t] = *reinterpret_cast<const uint32_t *>(&h);
+    }
+    reinterpret_cast<uint4 *>(out + r * w.cols + b * 32)[part] = make_uint4(packed[0], packed[1], packed[2], packed[3]);
   }
 }
 
@@ -271,8 +273,8 @@ void to_bf16(const float *x, int64_t ldx, int64_t rows, int64_t cols, void *scra
 
 void dequantize_rows(const DevWeight &w, int64_t row0, int64_t n, void *out, bool float_out, cudaStream_t s) {
   if (!float_out && (w.type == WType::I4 || w.type == WType::I8)) {
-    const int64_t blocks = n * (w.cols / 32);
-    const unsigned grid = static_cast<unsigned>(blocks / 256 + 1 < 65535 ? blocks / 256 + 1 : 65535);
+    const int64_t threads = n * (w.cols / 32) * 4;
+    const unsigned grid = static_cast<unsigned>(threads / 256 + 1 < 65535 ? threads / 256 + 1 : 65535);
     launch(dequantize_q_kernel, grid, 256, s, w, row0, n, static_cast<__nv_bfloat16 *>(out));
     LLM_CUDA_LAUNCH_CHECK();
     return;
