@@ -691,6 +691,8 @@ std::unique_ptr<ModelFile> ModelFile::from_memory(const uint8_t *data, size_t si
   f->size_ = size;
   if (!data || size < sizeof(FileHeader))
     fail_format("buffer of " + std::to_string(size) + " bytes is too small to be a libllm model");
+  if (reinterpret_cast<uintptr_t>(data) % alignof(uint64_t) != 0)
+    fail(LLM_ERR_INVALID_ARGUMENT, "model buffer is not 8-byte aligned");
   f->parse(verify);
   return f;
 }
@@ -758,6 +760,11 @@ void ModelFile::parse(Verify verify) {
       t.dtype = static_cast<DType>(ft->dtype());
       if (ft->sparsity() && ft->sparsity()->kind() != fb::Sparsity::Dense)
         fail(LLM_ERR_UNSUPPORTED, "tensor " + t.name + ": sparse storage is not supported by this reader");
+      // The verifier of the FlatBuffers release we build against checks only
+      // the 4-byte alignment of a vector's length, so a crafted file can place
+      // the int64 elements of `shape` at 4 mod 8. The builder never does.
+      if (reinterpret_cast<uintptr_t>(ft->shape()->data()) % alignof(int64_t) != 0)
+        fail_format("tensor " + t.name + ": shape vector is not 8-byte aligned");
       t.shape = vec(ft->shape());
       if (t.shape.empty() || t.shape.size() > 4)
         fail_format("tensor " + t.name + ": rank " + std::to_string(t.shape.size()) + " is not 1..4");

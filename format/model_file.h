@@ -138,7 +138,7 @@ class ModelFile {
   // it is malformed, truncated, corrupt or of another format version.
   static std::unique_ptr<ModelFile> open(const std::string &path, Verify verify);
   // Same checks on bytes already in memory (not copied; must outlive the
-  // ModelFile). Used by tests and fuzzing.
+  // ModelFile); `data` must be 8-byte aligned. Used by tests and fuzzing.
   static std::unique_ptr<ModelFile> from_memory(const uint8_t *data, size_t size, Verify verify);
   ~ModelFile();
 

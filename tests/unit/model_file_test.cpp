@@ -154,6 +154,57 @@ TEST_F(ModelFileTest, WrongIdentifierVersionAndGarbage) {
   EXPECT_EQ(try_load(testing::TempDir()), LLM_ERR_IO);  // a directory
 }
 
+// The verifier of the FlatBuffers release in use checks a vector's length
+// word for 4-byte alignment only; a crafted file can put the int64 values of
+// a tensor's shape at 4 mod 8, which the reader must refuse rather than load
+// unaligned (a fuzzing finding). The shape of the first tensor is moved to a
+// copy appended to the metadata, once 8-aligned (loads) and once 4 mod 8.
+TEST_F(ModelFileTest, MisalignedShapeVectorIsRejected) {
+  const llm::FileHeader &h = header_;
+  ASSERT_EQ(h.metadata_offset + h.metadata_size, bytes_.size()) << "the metadata is expected last";
+  auto moved_shape = [&](bool misaligned) {
+    std::vector<char> b = bytes_;
+    const uint8_t *meta = reinterpret_cast<const uint8_t *>(b.data() + h.metadata_offset);
+    const llm::fb::Tensor *t = llm::fb::GetModel(meta)->tensors()->Get(0);
+    // The table's first word is the signed distance back to its vtable, whose
+    // entry at VT_SHAPE is the field's offset inside the table.
+    const size_t table = static_cast<size_t>(reinterpret_cast<const uint8_t *>(t) - meta);
+    int32_t to_vtable;
+    std::memcpy(&to_vtable, meta + table, 4);
+    uint16_t in_table;
+    std::memcpy(&in_table, meta + table - to_vtable + llm::fb::Tensor::VT_SHAPE, 2);
+    EXPECT_NE(in_table, 0);
+    const size_t field = table + in_table;
+    std::vector<int64_t> shape(t->shape()->begin(), t->shape()->end());
+    std::vector<char> m(b.begin() + static_cast<std::ptrdiff_t>(h.metadata_offset), b.end());
+    while (m.size() % 8 != (misaligned ? 0u : 4u)) m.push_back(0);
+    const uint32_t n = static_cast<uint32_t>(shape.size());
+    const uint32_t rel = static_cast<uint32_t>(m.size() - field);
+    std::memcpy(m.data() + field, &rel, 4);
+    m.insert(m.end(), reinterpret_cast<const char *>(&n), reinterpret_cast<const char *>(&n) + 4);
+    m.insert(m.end(), reinterpret_cast<const char *>(shape.data()),
+             reinterpret_cast<const char *>(shape.data() + shape.size()));
+    llm::FileHeader nh = h;
+    b.resize(h.metadata_offset);
+    b.insert(b.end(), m.begin(), m.end());
+    nh.metadata_size = m.size();
+    nh.file_size = b.size();
+    nh.metadata_checksum = XXH3_64bits(m.data(), m.size());
+    nh.header_checksum = XXH3_64bits(&nh, offsetof(llm::FileHeader, header_checksum));
+    std::memcpy(b.data(), &nh, sizeof nh);
+    return b;
+  };
+  const std::string p = temp_path("moved_shape.llm");
+  std::vector<char> b = moved_shape(false);
+  write_all(p, b.data(), b.size());
+  EXPECT_EQ(try_load(p), LLM_OK) << llm_last_error();
+  b = moved_shape(true);
+  write_all(p, b.data(), b.size());
+  EXPECT_EQ(try_load(p), LLM_ERR_FORMAT);
+  EXPECT_NE(std::string(llm_last_error()).find("shape vector is not 8-byte aligned"), std::string::npos)
+      << llm_last_error();
+}
+
 TEST(ModelFileShapes, ShapesAreCheckedAgainstHyperParameters) {
   std::string p = temp_path("shape.llm");
   llm::HParams h = tiny_hparams();
