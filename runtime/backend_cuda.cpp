@@ -65,7 +65,7 @@ void check_blas(cublasStatus_t st, const char *what) {
 constexpr size_t kAlign = 256;
 size_t align_up(size_t n, size_t a = kAlign) { return (n + a - 1) / a * a; }
 constexpr size_t kBlasWorkspace = size_t{32} << 20;
-constexpr int64_t kTileElements = int64_t{16} << 20;  // bf16 dequantization tile for cuBLAS products
+constexpr int64_t kTileElements = int64_t{48} << 20;  // bf16 dequantization tile for cuBLAS products
 constexpr size_t kMaxGraphs = 64;
 
 cuda::WType wtype(DType t) {

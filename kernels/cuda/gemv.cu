@@ -288,12 +288,17 @@ void gemv(const GemvJob *job, int n_jobs, int64_t n, int64_t k, const float *x, 
   const bool vec = k % 8 == 0 && ldx % 4 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
   // One input row: with many rows (fused q/k/v or gate/up of 7B-class
   // models, output heads) four rows per warp; with fewer, two rows per warp
-  // for more warps, and for long rows four pieces in flight per row.
-  // Measured on an H100 (docs/cuda.md). Several input rows: four rows per
-  // warp, one piece at a time (the input loads then dominate the registers).
+  // for more warps, and for long rows four pieces in flight per row; under
+  // 4096 rows (the q/k/v, output and down projections of 1B-class models)
+  // one row per warp with four pieces in flight, so that the launch still
+  // fills every SM. Measured on an H100 (docs/cuda.md). Several input rows:
+  // four rows per warp, one piece at a time (the input loads then dominate
+  // the registers).
   if (n == 1) {
     if (rows >= 8192)
       launch_gemv<1, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
+    else if (rows < 4096)
+      launch_gemv<1, 1, 4>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
     else if (k >= 4096)
       launch_gemv<1, 2, 4>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
     else
