@@ -34,9 +34,26 @@ namespace {
 // ---- helpers ------------------------------------------------------------------
 
 // ctest runs each test in its own process, several at once: every process
-// writes its own files.
+// writes its own files, and removes them when its tests are done.
+std::vector<std::string> &temp_paths() {
+  static std::vector<std::string> paths;
+  return paths;
+}
+
+class RemoveTempFiles : public testing::Environment {
+ public:
+  void TearDown() override {
+    std::error_code ec;
+    for (const std::string &p : temp_paths()) fs::remove_all(p, ec);
+    temp_paths().clear();
+  }
+};
+testing::Environment *const remove_temp_files = testing::AddGlobalTestEnvironment(new RemoveTempFiles);
+
 std::string temp_path(const std::string &name) {
-  return testing::TempDir() + "llm_catalogue_" + std::to_string(::getpid()) + "_" + name;
+  std::string p = testing::TempDir() + "llm_catalogue_" + std::to_string(::getpid()) + "_" + name;
+  temp_paths().push_back(p);
+  return p;
 }
 
 std::string read_file(const std::string &path) {
