@@ -23,7 +23,7 @@ float round_f16(float v) { return cpu::f16_to_f32(cpu::f32_to_f16(v)); }
 
 int clamp_round(float v, int lo, int hi) {
   const float r = std::nearbyint(v);
-  return r < lo ? lo : r > hi ? hi : static_cast<int>(r);
+  return !(r >= lo) ? lo : r > hi ? hi : static_cast<int>(r);  // NaN -> lo
 }
 
 // One group's choice: scale, zero point and the resulting weighted error.

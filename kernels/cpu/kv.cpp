@@ -159,6 +159,11 @@ size_t kv_row_bytes(KvType t, int64_t hd) {
   return 0;
 }
 
+// v limited to [lo, hi], NaN taken as lo (as fminf(fmaxf(v, lo), hi) on the
+// GPU): a NaN in a row (from a corrupt restored state, say) must still
+// convert to an integer with defined behaviour.
+static float clamp_finite(float v, float lo, float hi) { return std::fmin(std::fmax(v, lo), hi); }
+
 void kv_quantize_row(KvType t, const float *x_in, int64_t hd, void *dst_) {
   uint8_t *dst = static_cast<uint8_t *>(dst_);
   float rotated[kMaxHeadDim];
@@ -183,7 +188,7 @@ void kv_quantize_row(KvType t, const float *x_in, int64_t hd, void *dst_) {
       const float d = f16_to_f32(dh);
       const float id = d != 0.0f ? 1.0f / d : 0.0f;
       for (int64_t i = 0; i < hd; ++i)
-        dst[i] = static_cast<uint8_t>(static_cast<int8_t>(std::clamp(std::nearbyint(x[i] * id), -127.0f, 127.0f)));
+        dst[i] = static_cast<uint8_t>(static_cast<int8_t>(clamp_finite(std::nearbyint(x[i] * id), -127.0f, 127.0f)));
       store_u16(dst + hd, dh);
       return;
     }
@@ -196,7 +201,7 @@ void kv_quantize_row(KvType t, const float *x_in, int64_t hd, void *dst_) {
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         uint8_t *b = dst + g * (kKvQ4Group / 2);
         auto q = [&](float v) {
-          return static_cast<uint8_t>(std::clamp(std::nearbyint(v * id), -8.0f, 7.0f) + 8.0f);
+          return static_cast<uint8_t>(clamp_finite(std::nearbyint(v * id), -8.0f, 7.0f) + 8.0f);
         };
         for (int64_t i = 0; i < kKvQ4Group / 2; ++i)
           b[i] = static_cast<uint8_t>(q(xg[i]) | (q(xg[i + kKvQ4Group / 2]) << 4));
