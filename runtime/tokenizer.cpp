@@ -22,6 +22,7 @@
 #include <pcre2.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <array>
 #include <cstring>
 #include <new>
@@ -1138,6 +1139,22 @@ struct Tokenizer::Impl {
         fail_format("tokenizer: Metaspace decoder with an empty replacement");
       if (d.kind == DecoderSpec::Replace && d.pattern.empty())
         fail_format("tokenizer: Replace decoder with an empty pattern");
+    }
+    // Decoding ids of the vocabulary must never fail, so a decoder chain that
+    // could outgrow the growth limit is refused here rather than when some
+    // text is decoded. Of the decoders only Replace lengthens text (by at most
+    // |content| / |pattern| per step, applied to each token on its own; the
+    // others drop or substitute shorter text), so the product of those ratios
+    // bounds the growth of any decoded text.
+    double growth = 1.0;
+    for (const DecoderSpec &d : spec.decoders)
+      if (d.kind == DecoderSpec::Replace)
+        growth *= std::max(1.0, static_cast<double>(d.content.size()) / static_cast<double>(d.pattern.size()));
+    if (growth > static_cast<double>(kMaxGrowth)) {
+      char factor[32];
+      std::snprintf(factor, sizeof factor, "%.4g", growth);
+      fail_format(std::string("tokenizer: the Replace decoders can lengthen text ") + factor +
+                  " times; at most " + std::to_string(kMaxGrowth) + " is supported");
     }
   }
 

@@ -754,4 +754,39 @@ TEST(TokenizerSpecValidation, RejectsInconsistentSpecs) {
   EXPECT_THROW(llm::Tokenizer{spec}, llm::Error);
 }
 
+// Decoding ids of the vocabulary never fails: Replace decoders that could
+// lengthen text more than 64 times in all are refused when the tokenizer is
+// built (a fuzzing finding: 12 steps of a -> aa passed the per-token check,
+// 4096 bytes for "a", and then decoding 11 bytes of "a" tokens failed).
+TEST(TokenizerSpecValidation, DecoderChainsThatCouldOutgrowTheLimitAreRefused) {
+  llm::TokenizerSpec spec;
+  spec.vocab = {"a", "b", "ab"};
+  spec.merges = {{0, 1, 2}};
+  llm::DecoderSpec twice;
+  twice.kind = llm::DecoderSpec::Replace;
+  twice.pattern = "a";
+  twice.content = "aa";
+  spec.decoders.assign(6, twice);  // 64 times: allowed
+  {
+    const llm::Tokenizer tok(spec);
+    const std::vector<int32_t> ids(200, 0);
+    EXPECT_EQ(tok.decode(ids.data(), ids.size()), std::string(200 * 64, 'a'));
+  }
+  spec.decoders.assign(7, twice);  // 128 times
+  try {
+    llm::Tokenizer tok(spec);
+    FAIL() << "expected llm::Error";
+  } catch (const llm::Error &e) {
+    EXPECT_EQ(e.status(), LLM_ERR_FORMAT);
+    EXPECT_NE(std::string(e.what()).find("Replace decoders can lengthen text 128 times; at most 64"),
+              std::string::npos)
+        << e.what();
+  }
+  llm::DecoderSpec shorter = twice;  // "aa" -> "a" halves, but never shrinks the bound below 1 a step
+  shorter.pattern = "aa";
+  shorter.content = "a";
+  spec.decoders.push_back(shorter);
+  EXPECT_THROW(llm::Tokenizer{spec}, llm::Error);
+}
+
 }  // namespace
