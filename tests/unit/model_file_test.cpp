@@ -36,6 +36,20 @@ void write_all(const std::string &path, const char *data, size_t n) {
   f.write(data, static_cast<std::streamsize>(n));
 }
 
+// The file `bytes` (metadata last) with its metadata replaced by `meta`,
+// under header `h` with the sizes and checksums made consistent again.
+std::vector<char> with_metadata(const std::vector<char> &bytes, llm::FileHeader h, const void *meta, size_t size) {
+  std::vector<char> out(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(h.metadata_offset));
+  const char *m = static_cast<const char *>(meta);
+  out.insert(out.end(), m, m + size);
+  h.metadata_size = size;
+  h.file_size = out.size();
+  h.metadata_checksum = XXH3_64bits(meta, size);
+  h.header_checksum = XXH3_64bits(&h, offsetof(llm::FileHeader, header_checksum));
+  std::memcpy(out.data(), &h, sizeof h);
+  return out;
+}
+
 llm_status try_load(const std::string &path, int verify = LLM_VERIFY_FULL) {
   llm_model_params p;
   llm_model_params_init(&p);
@@ -163,8 +177,7 @@ TEST_F(ModelFileTest, MisalignedShapeVectorIsRejected) {
   const llm::FileHeader &h = header_;
   ASSERT_EQ(h.metadata_offset + h.metadata_size, bytes_.size()) << "the metadata is expected last";
   auto moved_shape = [&](bool misaligned) {
-    std::vector<char> b = bytes_;
-    const uint8_t *meta = reinterpret_cast<const uint8_t *>(b.data() + h.metadata_offset);
+    const uint8_t *meta = reinterpret_cast<const uint8_t *>(bytes_.data() + h.metadata_offset);
     const llm::fb::Tensor *t = llm::fb::GetModel(meta)->tensors()->Get(0);
     // The table's first word is the signed distance back to its vtable, whose
     // entry at VT_SHAPE is the field's offset inside the table.
@@ -176,7 +189,7 @@ TEST_F(ModelFileTest, MisalignedShapeVectorIsRejected) {
     EXPECT_NE(in_table, 0);
     const size_t field = table + in_table;
     std::vector<int64_t> shape(t->shape()->begin(), t->shape()->end());
-    std::vector<char> m(b.begin() + static_cast<std::ptrdiff_t>(h.metadata_offset), b.end());
+    std::vector<char> m(bytes_.begin() + static_cast<std::ptrdiff_t>(h.metadata_offset), bytes_.end());
     while (m.size() % 8 != (misaligned ? 0u : 4u)) m.push_back(0);
     const uint32_t n = static_cast<uint32_t>(shape.size());
     const uint32_t rel = static_cast<uint32_t>(m.size() - field);
@@ -184,15 +197,7 @@ TEST_F(ModelFileTest, MisalignedShapeVectorIsRejected) {
     m.insert(m.end(), reinterpret_cast<const char *>(&n), reinterpret_cast<const char *>(&n) + 4);
     m.insert(m.end(), reinterpret_cast<const char *>(shape.data()),
              reinterpret_cast<const char *>(shape.data() + shape.size()));
-    llm::FileHeader nh = h;
-    b.resize(h.metadata_offset);
-    b.insert(b.end(), m.begin(), m.end());
-    nh.metadata_size = m.size();
-    nh.file_size = b.size();
-    nh.metadata_checksum = XXH3_64bits(m.data(), m.size());
-    nh.header_checksum = XXH3_64bits(&nh, offsetof(llm::FileHeader, header_checksum));
-    std::memcpy(b.data(), &nh, sizeof nh);
-    return b;
+    return with_metadata(bytes_, h, m.data(), m.size());
   };
   const std::string p = temp_path("moved_shape.llm");
   std::vector<char> b = moved_shape(false);
@@ -316,15 +321,8 @@ std::vector<char> rewrite_metadata(const std::vector<char> &bytes, uint16_t majo
   edit(*m);
   flatbuffers::FlatBufferBuilder b;
   llm::fb::FinishModelBuffer(b, llm::fb::Model::Pack(b, m.get()));
-  std::vector<char> out(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(h.metadata_offset));
-  out.insert(out.end(), b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize());
   h.format_major = major;
-  h.metadata_size = b.GetSize();
-  h.file_size = out.size();
-  h.metadata_checksum = XXH3_64bits(b.GetBufferPointer(), b.GetSize());
-  h.header_checksum = XXH3_64bits(&h, offsetof(llm::FileHeader, header_checksum));
-  std::memcpy(out.data(), &h, sizeof h);
-  return out;
+  return with_metadata(bytes, h, b.GetBufferPointer(), b.GetSize());
 }
 
 // Turns the packed tokenizer of a format 2 file into format 1's strings and structs.
