@@ -211,7 +211,36 @@ __device__ __forceinline__ void dot_float(const DevWeight &w, int64_t row0, int 
   }
 }
 
-template <int NR, int R, int U>
+// The products of one job's warp: TT is the weight type when every job of
+// the launch has it (the kernel then holds only that type's registers), or
+// kAnyType.
+constexpr int kAnyType = -1;
+template <int TT, int NR, int R, int U>
+__device__ __forceinline__ void dot_job(const GemvJob &job, int64_t row0, int nvalid, int64_t k, const float *x,
+                                        int64_t ldx, const int8_t *q, const float2 *ds, bool vec,
+                                        float (&acc)[R][NR], bool &waited) {
+  if constexpr (TT == static_cast<int>(WType::I4)) {
+    dot_quant<true, NR, R, U>(job.w, row0, nvalid, k, q, ds, acc, waited);
+  } else if constexpr (TT == static_cast<int>(WType::I8)) {
+    dot_quant<false, NR, R, U>(job.w, row0, nvalid, k, q, ds, acc, waited);
+  } else if constexpr (TT == static_cast<int>(WType::F32)) {
+    dot_float<WType::F32, NR, R, U>(job.w, row0, nvalid, k, x, ldx, vec, acc, waited);
+  } else if constexpr (TT == static_cast<int>(WType::F16)) {
+    dot_float<WType::F16, NR, R, U>(job.w, row0, nvalid, k, x, ldx, vec, acc, waited);
+  } else if constexpr (TT == static_cast<int>(WType::BF16)) {
+    dot_float<WType::BF16, NR, R, U>(job.w, row0, nvalid, k, x, ldx, vec, acc, waited);
+  } else {
+    switch (job.w.type) {
+      case WType::I4: dot_quant<true, NR, R, U>(job.w, row0, nvalid, k, q, ds, acc, waited); break;
+      case WType::I8: dot_quant<false, NR, R, U>(job.w, row0, nvalid, k, q, ds, acc, waited); break;
+      case WType::F32: dot_float<WType::F32, NR, R, U>(job.w, row0, nvalid, k, x, ldx, vec, acc, waited); break;
+      case WType::F16: dot_float<WType::F16, NR, R, U>(job.w, row0, nvalid, k, x, ldx, vec, acc, waited); break;
+      case WType::BF16: dot_float<WType::BF16, NR, R, U>(job.w, row0, nvalid, k, x, ldx, vec, acc, waited); break;
+    }
+  }
+}
+
+template <int TT, int NR, int R, int U>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant__ GemvJobs jobs, int64_t k,
                                                            const float *x, int64_t ldx, const int8_t *q,
                                                            const float2 *ds, bool vec) {
@@ -235,13 +264,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
   for (int rr = 0; rr < R; ++rr)
 #pragma unroll
     for (int r = 0; r < NR; ++r) acc[rr][r] = 0.0f;
-  switch (job.w.type) {
-    case WType::I4: dot_quant<true, NR, R, U>(job.w, row0, nvalid, k, q, ds, acc, waited); break;
-    case WType::I8: dot_quant<false, NR, R, U>(job.w, row0, nvalid, k, q, ds, acc, waited); break;
-    case WType::F32: dot_float<WType::F32, NR, R, U>(job.w, row0, nvalid, k, x, ldx, vec, acc, waited); break;
-    case WType::F16: dot_float<WType::F16, NR, R, U>(job.w, row0, nvalid, k, x, ldx, vec, acc, waited); break;
-    case WType::BF16: dot_float<WType::BF16, NR, R, U>(job.w, row0, nvalid, k, x, ldx, vec, acc, waited); break;
-  }
+  dot_job<TT, NR, R, U>(job, row0, nvalid, k, x, ldx, q, ds, vec, acc, waited);
   wait_once(waited);
 #pragma unroll
   for (int rr = 0; rr < R; ++rr) {
@@ -265,11 +288,22 @@ template <int NR, int R, int U>
 void launch_gemv(GemvJobs jobs, const GemvJob *job, int64_t k, const float *x, int64_t ldx, const int8_t *q,
                  const float2 *ds, bool vec, cudaStream_t s) {
   int64_t warps = 0;
+  bool same = true;
   for (int i = 0; i < jobs.n_jobs; ++i) {
     warps += (job[i].w.rows + R - 1) / R;
     jobs.warp_end[i] = warps;
+    same = same && job[i].w.type == job[0].w.type;
   }
-  launch(gemv_kernel<NR, R, U>, ceil_div(warps, kWarps), kWarps * 32, s, jobs, k, x, ldx, q, ds, vec);
+  const unsigned grid = ceil_div(warps, kWarps), block = kWarps * 32;
+  auto go = [&](auto kernel) { launch(kernel, grid, block, s, jobs, k, x, ldx, q, ds, vec); };
+  if (!same) return go(gemv_kernel<kAnyType, NR, R, U>);
+  switch (job[0].w.type) {
+    case WType::I4: return go(gemv_kernel<static_cast<int>(WType::I4), NR, R, U>);
+    case WType::I8: return go(gemv_kernel<static_cast<int>(WType::I8), NR, R, U>);
+    case WType::F32: return go(gemv_kernel<static_cast<int>(WType::F32), NR, R, U>);
+    case WType::F16: return go(gemv_kernel<static_cast<int>(WType::F16), NR, R, U>);
+    case WType::BF16: return go(gemv_kernel<static_cast<int>(WType::BF16), NR, R, U>);
+  }
 }
 
 }  // namespace
@@ -286,23 +320,24 @@ void gemv(const GemvJob *job, int n_jobs, int64_t n, int64_t k, const float *x, 
   const QuantInput qi =
       quant_scratch ? quant_input_at(const_cast<void *>(quant_scratch), n, k) : QuantInput{nullptr, nullptr};
   const bool vec = k % 8 == 0 && ldx % 4 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
-  // One input row: with many rows (fused q/k/v or gate/up of 7B-class
-  // models, output heads) four rows per warp; with fewer, two rows per warp
-  // for more warps, and for long rows four pieces in flight per row; under
-  // 4096 rows (the q/k/v, output and down projections of 1B-class models)
-  // one row per warp with four pieces in flight, so that the launch still
-  // fills every SM. Measured on an H100 (docs/cuda.md). Several input rows:
-  // four rows per warp, one piece at a time (the input loads then dominate
-  // the registers).
+  // One input row: R rows per warp, U pieces of each in flight per lane,
+  // chosen per weight type and number of rows from a sweep of the choices
+  // on an H100 (docs/cuda.md): one row per warp with four pieces in flight
+  // for launches of fewer rows, so that they still fill every SM; for many
+  // rows, four rows per warp (int4 up to 16K rows, float weights) or one row
+  // with one piece (int8, larger int4 launches), which balances the blocks
+  // over the SMs better. Several input rows: four rows per warp, one piece
+  // at a time (the input loads then dominate the registers).
+  const WType t = job[0].w.type;
   if (n == 1) {
-    if (rows >= 8192)
-      launch_gemv<1, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
-    else if (rows < 4096)
-      launch_gemv<1, 1, 4>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
-    else if (k >= 4096)
+    if (t == WType::I8 && rows >= 4096 && rows < 8192)
       launch_gemv<1, 2, 4>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
+    else if (rows < (t == WType::I8 ? 4096 : 8192))
+      launch_gemv<1, 1, 4>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
+    else if (t == WType::I8 || (t == WType::I4 && rows >= 16384))
+      launch_gemv<1, 1, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
     else
-      launch_gemv<1, 2, 2>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
+      launch_gemv<1, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
   } else {
     switch (n) {
       case 2: launch_gemv<2, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s); break;
