@@ -326,8 +326,7 @@ void gemv(const GemvJob *job, int n_jobs, int64_t n, int64_t k, const float *x, 
   // for launches of fewer rows, so that they still fill every SM; for many
   // rows, four rows per warp (int4 up to 16K rows, float weights) or one row
   // with one piece (int8, larger int4 launches), which balances the blocks
-  // over the SMs better. Several input rows: four rows per warp, one piece
-  // at a time (the input loads then dominate the registers).
+  // over the SMs better.
   const WType t = job[0].w.type;
   if (n == 1) {
     if (t == WType::I8 && rows >= 4096 && rows < 8192)
@@ -339,14 +338,38 @@ void gemv(const GemvJob *job, int n_jobs, int64_t n, int64_t k, const float *x, 
     else
       launch_gemv<1, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
   } else {
+    // Several input rows (batched decode): measured the same way for 2, 4
+    // and 8 rows of int4 weights.
+    const bool many = rows >= 8192;
     switch (n) {
-      case 2: launch_gemv<2, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s); break;
-      case 3: launch_gemv<3, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s); break;
-      case 4: launch_gemv<4, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s); break;
-      case 5: launch_gemv<5, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s); break;
-      case 6: launch_gemv<6, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s); break;
-      case 7: launch_gemv<7, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s); break;
-      default: launch_gemv<8, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s); break;
+      case 2:
+        if (many) launch_gemv<2, 2, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
+        else launch_gemv<2, 1, 2>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
+        break;
+      case 3:
+        if (many) launch_gemv<3, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
+        else launch_gemv<3, 2, 2>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
+        break;
+      case 4:
+        if (many) launch_gemv<4, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
+        else launch_gemv<4, 2, 2>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
+        break;
+      case 5:
+        if (many) launch_gemv<5, 2, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
+        else launch_gemv<5, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
+        break;
+      case 6:
+        if (many) launch_gemv<6, 2, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
+        else launch_gemv<6, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
+        break;
+      case 7:
+        if (many) launch_gemv<7, 2, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
+        else launch_gemv<7, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
+        break;
+      default:
+        if (many) launch_gemv<8, 2, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
+        else launch_gemv<8, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
+        break;
     }
   }
   LLM_CUDA_LAUNCH_CHECK();

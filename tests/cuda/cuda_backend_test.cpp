@@ -172,7 +172,128 @@ TEST_P(CudaFormats, LogitsMatchCpu) {
   EXPECT_GE(decode.same_top1 + 1, decode.rows);
 }
 
+// Batched decode of every batch size the decode products take as one launch
+// (2..8 sessions, each size its own kernels), against each session decoded
+// alone on the CPU.
+TEST_P(CudaFormats, BatchesOfEverySizeMatchCpu) {
+  REQUIRE_GPU();
+  const Format &f = GetParam();
+  const std::string path = default_model(f.tag, f.args);
+  REQUIRE_FILE(path);
+  ModelPtr cpu = load(path, "cpu"), gpu = load(path, "cuda");
+  ASSERT_TRUE(cpu && gpu);
+  const int32_t nv = vocab(cpu.get());
+  std::vector<llm_token> ids = tokenize(cpu.get(), kPrompt);
+  ASSERT_GT(ids.size(), 42u);
+  Diff d;
+  for (size_t n = 2; n <= 8; ++n) {
+    std::vector<SessionPtr> cs, gs;
+    std::vector<llm_session *> handles;
+    std::vector<llm_token> toks;
+    for (size_t i = 0; i < n; ++i) {
+      const size_t len = 6 + 5 * i;
+      cs.push_back(session(cpu.get(), 64, false));
+      gs.push_back(session(gpu.get(), 64, false));
+      ASSERT_EQ(llm_session_eval(cs.back().get(), ids.data(), len), LLM_OK);
+      ASSERT_EQ(llm_session_eval(gs.back().get(), ids.data(), len), LLM_OK);
+      const float *l = last_logits(cs.back().get());
+      toks.push_back(static_cast<llm_token>(std::max_element(l, l + nv) - l));
+      ASSERT_EQ(llm_session_eval(cs.back().get(), &toks.back(), 1), LLM_OK);
+      handles.push_back(gs.back().get());
+    }
+    ASSERT_EQ(llm_decode_batch(handles.data(), toks.data(), n), LLM_OK) << llm_last_error();
+    for (size_t i = 0; i < n; ++i) d.add(last_logits(cs[i].get()), last_logits(gs[i].get()), nv);
+  }
+  std::printf("[ metric ] cuda batches of 2..8 vs cpu, %s: relative %.3g, top-1 %zu/%zu\n", f.tag, d.relative(),
+              d.same_top1, d.rows);
+  EXPECT_LE(d.relative(), f.tolerance);
+  EXPECT_GE(d.same_top1 + 2, d.rows);
+}
+
 INSTANTIATE_TEST_SUITE_P(Weights, CudaFormats, ::testing::ValuesIn(kFormats),
+                         [](const ::testing::TestParamInfo<Format> &i) { return std::string(i.param.tag); });
+
+// A synthetic model shaped so that the decode products take every launch
+// choice of kernels/cuda/gemv.cu that the shipped model's small shapes do
+// not: fused gate/up of 9216 rows, an output head of 20000 rows (the
+// shipped model's largest launch has 6144 rows); decode of one session and
+// batches of 2..8 sessions against the CPU on the same file.
+const Format kWideFormats[] = {
+    {"bf16", "--dtype bf16", 2e-2},
+    {"int8", "--weights int8 --group-size 32 --symmetric --no-search", 3e-2},
+    {"int4", "--weights int4 --group-size 32 --symmetric --no-search", 3e-2},
+};
+std::string wide_model(const Format &f) {
+  const std::string dir = work_file("cuda-wide-synthetic"), out = work_file(std::string("cuda-wide-") + f.tag + ".llm");
+  if (exists(out)) return out;
+  if (!exists(dir + "/config.json")) {
+    const std::string config = work_file("cuda-wide-config.json");
+    std::ofstream(config) << R"({"model_type": "llama", "hidden_size": 256, "num_hidden_layers": 2,
+      "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 4608, "vocab_size": 20000,
+      "max_position_embeddings": 256, "rope_theta": 10000.0, "tie_word_embeddings": false})";
+    const std::string cmd =
+        std::string(LLM_CONVERT_EXE) + " --synthetic " + config + " -o " + dir + " > /dev/null 2>&1";
+    if (std::system(cmd.c_str()) != 0) return out;
+  }
+  const std::string cmd = std::string(LLM_CONVERT_EXE) + " " + dir + " -o " + out + " " + f.args + " > /dev/null 2>&1";
+  if (std::system(cmd.c_str()) != 0) std::remove(out.c_str());
+  return out;
+}
+
+class CudaWide : public ::testing::TestWithParam<Format> {};
+
+TEST_P(CudaWide, EveryProductLaunchMatchesCpu) {
+  REQUIRE_GPU();
+  const Format &f = GetParam();
+  const std::string path = wide_model(f);
+  REQUIRE_FILE(path);
+  ModelPtr cpu = load(path, "cpu"), gpu = load(path, "cuda");
+  ASSERT_TRUE(cpu && gpu);
+  const int32_t nv = vocab(cpu.get());
+  ASSERT_EQ(nv, 20000);
+  std::vector<llm_token> ids;
+  for (int i = 0; i < 48; ++i) ids.push_back(static_cast<llm_token>((i * 7919 + 13) % nv));
+  // One session: a prompt, then 8 greedy decode steps.
+  Diff one;
+  SessionPtr sc = session(cpu.get(), 64, false), sg = session(gpu.get(), 64, false);
+  ASSERT_EQ(llm_session_eval(sc.get(), ids.data(), 12), LLM_OK);
+  ASSERT_EQ(llm_session_eval(sg.get(), ids.data(), 12), LLM_OK);
+  for (int step = 0; step < 8; ++step) {
+    const float *l = last_logits(sc.get());
+    const llm_token t = static_cast<llm_token>(std::max_element(l, l + nv) - l);
+    ASSERT_EQ(llm_session_eval(sc.get(), &t, 1), LLM_OK);
+    ASSERT_EQ(llm_session_eval(sg.get(), &t, 1), LLM_OK);
+    one.add(last_logits(sc.get()), last_logits(sg.get()), nv);
+  }
+  // Batches of every size.
+  Diff batch;
+  for (size_t n = 2; n <= 8; ++n) {
+    std::vector<SessionPtr> cs, gs;
+    std::vector<llm_session *> handles;
+    std::vector<llm_token> toks;
+    for (size_t i = 0; i < n; ++i) {
+      const size_t len = 4 + 5 * i;
+      cs.push_back(session(cpu.get(), 64, false));
+      gs.push_back(session(gpu.get(), 64, false));
+      ASSERT_EQ(llm_session_eval(cs.back().get(), ids.data(), len), LLM_OK);
+      ASSERT_EQ(llm_session_eval(gs.back().get(), ids.data(), len), LLM_OK);
+      toks.push_back(ids[len]);
+      ASSERT_EQ(llm_session_eval(cs.back().get(), &toks.back(), 1), LLM_OK);
+      handles.push_back(gs.back().get());
+    }
+    ASSERT_EQ(llm_decode_batch(handles.data(), toks.data(), n), LLM_OK) << llm_last_error();
+    for (size_t i = 0; i < n; ++i) batch.add(last_logits(cs[i].get()), last_logits(gs[i].get()), nv);
+  }
+  std::printf("[ metric ] cuda vs cpu, wide synthetic %s: decode relative %.3g (top-1 %zu/%zu), batches of "
+              "2..8 relative %.3g (top-1 %zu/%zu)\n",
+              f.tag, one.relative(), one.same_top1, one.rows, batch.relative(), batch.same_top1, batch.rows);
+  EXPECT_LE(one.relative(), f.tolerance);
+  EXPECT_LE(batch.relative(), f.tolerance);
+  EXPECT_GE(one.same_top1 + 1, one.rows);
+  EXPECT_GE(batch.same_top1 + 2, batch.rows);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, CudaWide, ::testing::ValuesIn(kWideFormats),
                          [](const ::testing::TestParamInfo<Format> &i) { return std::string(i.param.tag); });
 
 // Every KV type: decode logits of the bf16 model against the CPU with the
