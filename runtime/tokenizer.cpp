@@ -22,8 +22,8 @@
 #include <pcre2.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <array>
+#include <cstdio>
 #include <cstring>
 #include <new>
 #include <unordered_map>

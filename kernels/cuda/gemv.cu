@@ -284,26 +284,47 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
   }
 }
 
+// The arguments of one gemv() call, for the launch of the (R, U) it picks.
+struct Launch {
+  GemvJobs jobs;
+  int64_t k;
+  const float *x;
+  int64_t ldx;
+  const int8_t *q;
+  const float2 *ds;
+  bool vec;
+  cudaStream_t s;
+};
+
 template <int NR, int R, int U>
-void launch_gemv(GemvJobs jobs, const GemvJob *job, int64_t k, const float *x, int64_t ldx, const int8_t *q,
-                 const float2 *ds, bool vec, cudaStream_t s) {
+void launch_gemv(Launch a) {
   int64_t warps = 0;
   bool same = true;
-  for (int i = 0; i < jobs.n_jobs; ++i) {
-    warps += (job[i].w.rows + R - 1) / R;
-    jobs.warp_end[i] = warps;
-    same = same && job[i].w.type == job[0].w.type;
+  for (int i = 0; i < a.jobs.n_jobs; ++i) {
+    warps += (a.jobs.job[i].w.rows + R - 1) / R;
+    a.jobs.warp_end[i] = warps;
+    same = same && a.jobs.job[i].w.type == a.jobs.job[0].w.type;
   }
   const unsigned grid = ceil_div(warps, kWarps), block = kWarps * 32;
-  auto go = [&](auto kernel) { launch(kernel, grid, block, s, jobs, k, x, ldx, q, ds, vec); };
+  auto go = [&](auto kernel) { launch(kernel, grid, block, a.s, a.jobs, a.k, a.x, a.ldx, a.q, a.ds, a.vec); };
   if (!same) return go(gemv_kernel<kAnyType, NR, R, U>);
-  switch (job[0].w.type) {
+  switch (a.jobs.job[0].w.type) {
     case WType::I4: return go(gemv_kernel<static_cast<int>(WType::I4), NR, R, U>);
     case WType::I8: return go(gemv_kernel<static_cast<int>(WType::I8), NR, R, U>);
     case WType::F32: return go(gemv_kernel<static_cast<int>(WType::F32), NR, R, U>);
     case WType::F16: return go(gemv_kernel<static_cast<int>(WType::F16), NR, R, U>);
     case WType::BF16: return go(gemv_kernel<static_cast<int>(WType::BF16), NR, R, U>);
   }
+}
+
+// A batch of NR input rows: (RS, US) for launches of fewer than 8192 rows,
+// (RM, UM) from 8192 rows on.
+template <int NR, int RS, int US, int RM, int UM>
+void launch_batch(const Launch &a, int64_t rows) {
+  if (rows >= 8192)
+    launch_gemv<NR, RM, UM>(a);
+  else
+    launch_gemv<NR, RS, US>(a);
 }
 
 }  // namespace
@@ -320,6 +341,7 @@ void gemv(const GemvJob *job, int n_jobs, int64_t n, int64_t k, const float *x, 
   const QuantInput qi =
       quant_scratch ? quant_input_at(const_cast<void *>(quant_scratch), n, k) : QuantInput{nullptr, nullptr};
   const bool vec = k % 8 == 0 && ldx % 4 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
+  const Launch a{jobs, k, x, ldx, qi.q, qi.ds, vec, s};
   // One input row: R rows per warp, U pieces of each in flight per lane,
   // chosen per weight type and number of rows from a sweep of the choices
   // on an H100 (docs/cuda.md): one row per warp with four pieces in flight
@@ -330,46 +352,24 @@ void gemv(const GemvJob *job, int n_jobs, int64_t n, int64_t k, const float *x, 
   const WType t = job[0].w.type;
   if (n == 1) {
     if (t == WType::I8 && rows >= 4096 && rows < 8192)
-      launch_gemv<1, 2, 4>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
+      launch_gemv<1, 2, 4>(a);
     else if (rows < (t == WType::I8 ? 4096 : 8192))
-      launch_gemv<1, 1, 4>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
+      launch_gemv<1, 1, 4>(a);
     else if (t == WType::I8 || (t == WType::I4 && rows >= 16384))
-      launch_gemv<1, 1, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
+      launch_gemv<1, 1, 1>(a);
     else
-      launch_gemv<1, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
+      launch_gemv<1, 4, 1>(a);
   } else {
     // Several input rows (batched decode): measured the same way for 2, 4
     // and 8 rows of int4 weights.
-    const bool many = rows >= 8192;
     switch (n) {
-      case 2:
-        if (many) launch_gemv<2, 2, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
-        else launch_gemv<2, 1, 2>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
-        break;
-      case 3:
-        if (many) launch_gemv<3, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
-        else launch_gemv<3, 2, 2>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
-        break;
-      case 4:
-        if (many) launch_gemv<4, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
-        else launch_gemv<4, 2, 2>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
-        break;
-      case 5:
-        if (many) launch_gemv<5, 2, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
-        else launch_gemv<5, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
-        break;
-      case 6:
-        if (many) launch_gemv<6, 2, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
-        else launch_gemv<6, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
-        break;
-      case 7:
-        if (many) launch_gemv<7, 2, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
-        else launch_gemv<7, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
-        break;
-      default:
-        if (many) launch_gemv<8, 2, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
-        else launch_gemv<8, 4, 1>(jobs, job, k, x, ldx, qi.q, qi.ds, vec, s);
-        break;
+      case 2: launch_batch<2, 1, 2, 2, 1>(a, rows); break;
+      case 3: launch_batch<3, 2, 2, 4, 1>(a, rows); break;
+      case 4: launch_batch<4, 2, 2, 4, 1>(a, rows); break;
+      case 5: launch_batch<5, 4, 1, 2, 1>(a, rows); break;
+      case 6: launch_batch<6, 4, 1, 2, 1>(a, rows); break;
+      case 7: launch_batch<7, 4, 1, 2, 1>(a, rows); break;
+      default: launch_batch<8, 4, 1, 2, 1>(a, rows); break;
     }
   }
   LLM_CUDA_LAUNCH_CHECK();

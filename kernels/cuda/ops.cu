@@ -39,12 +39,6 @@ __global__ void embed_kernel(DevWeight table, const int32_t *tokens, int64_t n, 
   }
 }
 
-// Grid (column blocks, rows). Every block reduces the sum of squares of its
-// whole row (from L2: 16 KB for a 4096-wide model) and then normalizes its
-// own columns, so a decode step's single row spreads over many SMs instead
-// of waiting on one. For Prepare::Int8 each warp normalizes and quantizes
-// whole groups of 32 from registers (cols % 32 == 0), so nothing is read back.
-// All blocks of a row sum in the same order and so agree on the scale.
 // Values c, c + step, ..., (N of them) of xr added to ss as squares, in
 // that order, all loaded before the first is used.
 template <int N>
@@ -58,6 +52,12 @@ __device__ __forceinline__ void add_squares(const float *xr, int64_t &c, int64_t
   }
 }
 
+// Grid (column blocks, rows). Every block reduces the sum of squares of its
+// whole row (from L2: 16 KB for a 4096-wide model) and then normalizes its
+// own columns, so a decode step's single row spreads over many SMs instead
+// of waiting on one. For Prepare::Int8 each warp normalizes and quantizes
+// whole groups of 32 from registers (cols % 32 == 0), so nothing is read back.
+// All blocks of a row sum in the same order and so agree on the scale.
 __global__ void rmsnorm_kernel(const float *x, int64_t ldx, const float *w, int64_t rows, int64_t cols, float eps,
                                float *out, int64_t ldo, Prepare prepare, void *scratch) {
   const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;

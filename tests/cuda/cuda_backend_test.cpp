@@ -172,6 +172,33 @@ TEST_P(CudaFormats, LogitsMatchCpu) {
   EXPECT_GE(decode.same_top1 + 1, decode.rows);
 }
 
+// For n = 2..8: n sessions on each backend, session i evaluating the first
+// first_len + 5 i prompt ids, then one more token (the CPU's greedy choice,
+// or with greedy false the next prompt id) decoded alone on the CPU and as
+// one llm_decode_batch of the n sessions on the GPU; every row into d.
+void batches_of_every_size(llm_model *cpu, llm_model *gpu, const std::vector<llm_token> &ids, size_t first_len,
+                           bool greedy, Diff *d) {
+  const int32_t nv = vocab(cpu);
+  for (size_t n = 2; n <= 8; ++n) {
+    std::vector<SessionPtr> cs, gs;
+    std::vector<llm_session *> handles;
+    std::vector<llm_token> toks;
+    for (size_t i = 0; i < n; ++i) {
+      const size_t len = first_len + 5 * i;
+      cs.push_back(session(cpu, 64, false));
+      gs.push_back(session(gpu, 64, false));
+      ASSERT_EQ(llm_session_eval(cs.back().get(), ids.data(), len), LLM_OK);
+      ASSERT_EQ(llm_session_eval(gs.back().get(), ids.data(), len), LLM_OK);
+      const float *l = last_logits(cs.back().get());
+      toks.push_back(greedy ? static_cast<llm_token>(std::max_element(l, l + nv) - l) : ids[len]);
+      ASSERT_EQ(llm_session_eval(cs.back().get(), &toks.back(), 1), LLM_OK);
+      handles.push_back(gs.back().get());
+    }
+    ASSERT_EQ(llm_decode_batch(handles.data(), toks.data(), n), LLM_OK) << llm_last_error();
+    for (size_t i = 0; i < n; ++i) d->add(last_logits(cs[i].get()), last_logits(gs[i].get()), nv);
+  }
+}
+
 // Batched decode of every batch size the decode products take as one launch
 // (2..8 sessions, each size its own kernels), against each session decoded
 // alone on the CPU.
@@ -182,28 +209,11 @@ TEST_P(CudaFormats, BatchesOfEverySizeMatchCpu) {
   REQUIRE_FILE(path);
   ModelPtr cpu = load(path, "cpu"), gpu = load(path, "cuda");
   ASSERT_TRUE(cpu && gpu);
-  const int32_t nv = vocab(cpu.get());
   std::vector<llm_token> ids = tokenize(cpu.get(), kPrompt);
   ASSERT_GT(ids.size(), 42u);
   Diff d;
-  for (size_t n = 2; n <= 8; ++n) {
-    std::vector<SessionPtr> cs, gs;
-    std::vector<llm_session *> handles;
-    std::vector<llm_token> toks;
-    for (size_t i = 0; i < n; ++i) {
-      const size_t len = 6 + 5 * i;
-      cs.push_back(session(cpu.get(), 64, false));
-      gs.push_back(session(gpu.get(), 64, false));
-      ASSERT_EQ(llm_session_eval(cs.back().get(), ids.data(), len), LLM_OK);
-      ASSERT_EQ(llm_session_eval(gs.back().get(), ids.data(), len), LLM_OK);
-      const float *l = last_logits(cs.back().get());
-      toks.push_back(static_cast<llm_token>(std::max_element(l, l + nv) - l));
-      ASSERT_EQ(llm_session_eval(cs.back().get(), &toks.back(), 1), LLM_OK);
-      handles.push_back(gs.back().get());
-    }
-    ASSERT_EQ(llm_decode_batch(handles.data(), toks.data(), n), LLM_OK) << llm_last_error();
-    for (size_t i = 0; i < n; ++i) d.add(last_logits(cs[i].get()), last_logits(gs[i].get()), nv);
-  }
+  batches_of_every_size(cpu.get(), gpu.get(), ids, 6, true, &d);
+  if (HasFatalFailure()) return;
   std::printf("[ metric ] cuda batches of 2..8 vs cpu, %s: relative %.3g, top-1 %zu/%zu\n", f.tag, d.relative(),
               d.same_top1, d.rows);
   EXPECT_LE(d.relative(), f.tolerance);
@@ -267,23 +277,8 @@ TEST_P(CudaWide, EveryProductLaunchMatchesCpu) {
   }
   // Batches of every size.
   Diff batch;
-  for (size_t n = 2; n <= 8; ++n) {
-    std::vector<SessionPtr> cs, gs;
-    std::vector<llm_session *> handles;
-    std::vector<llm_token> toks;
-    for (size_t i = 0; i < n; ++i) {
-      const size_t len = 4 + 5 * i;
-      cs.push_back(session(cpu.get(), 64, false));
-      gs.push_back(session(gpu.get(), 64, false));
-      ASSERT_EQ(llm_session_eval(cs.back().get(), ids.data(), len), LLM_OK);
-      ASSERT_EQ(llm_session_eval(gs.back().get(), ids.data(), len), LLM_OK);
-      toks.push_back(ids[len]);
-      ASSERT_EQ(llm_session_eval(cs.back().get(), &toks.back(), 1), LLM_OK);
-      handles.push_back(gs.back().get());
-    }
-    ASSERT_EQ(llm_decode_batch(handles.data(), toks.data(), n), LLM_OK) << llm_last_error();
-    for (size_t i = 0; i < n; ++i) batch.add(last_logits(cs[i].get()), last_logits(gs[i].get()), nv);
-  }
+  batches_of_every_size(cpu.get(), gpu.get(), ids, 4, false, &batch);
+  if (HasFatalFailure()) return;
   std::printf("[ metric ] cuda vs cpu, wide synthetic %s: decode relative %.3g (top-1 %zu/%zu), batches of "
               "2..8 relative %.3g (top-1 %zu/%zu)\n",
               f.tag, one.relative(), one.same_top1, one.rows, batch.relative(), batch.same_top1, batch.rows);
