@@ -18,6 +18,7 @@ namespace llm::cuda {
 namespace {
 
 constexpr int kAttnWarps = 4;
+constexpr int kMaxSplits = 64;  // of one decode row's keys (a multiple of 32)
 constexpr int kMaxLaneDims = kMaxHeadDim / 32;
 
 __device__ __forceinline__ bool rotated(KvFormat f) { return f == KvFormat::Q8 || f == KvFormat::Q4; }
@@ -326,26 +327,51 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
   if (qi.q) quantize_head(qs, hd, h, i, qi, static_cast<int64_t>(n_heads) * hd);
 }
 
+// Merges the splits of one (head, row): warp 0 turns the splits' maxima and
+// sums into one weight per split (all loaded at once), then every thread
+// sums its dimensions over the splits that hold keys of this row.
 __global__ void combine_kernel(const float *partial, int n_heads, int hd, int n_splits, bool rot, float *out,
                                int64_t ldo, QuantInput qi) {
   pdl_begin();
   __shared__ float buf[kMaxHeadDim];
+  __shared__ float weight[kMaxSplits];
   const int h = blockIdx.x, i = blockIdx.y;
   const float *pp = partial + (static_cast<int64_t>(i) * n_heads + h) * n_splits * (hd + 2);
-  float M = -INFINITY;
-  for (int s = 0; s < n_splits; ++s) M = fmaxf(M, pp[s * (hd + 2)]);
-  float L = 0.0f;
-  for (int s = 0; s < n_splits; ++s) {
-    const float ms = pp[s * (hd + 2)];
-    if (ms != -INFINITY) L += pp[s * (hd + 2) + 1] * expf(ms - M);
-  }
-  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-    float a = 0.0f;
-    for (int s = 0; s < n_splits; ++s) {
-      const float ms = pp[s * (hd + 2)];
-      if (ms != -INFINITY) a += pp[s * (hd + 2) + 2 + d] * expf(ms - M);
+  if (threadIdx.x < 32) {
+    float ms[kMaxSplits / 32], ls[kMaxSplits / 32], M = -INFINITY;
+#pragma unroll
+    for (int t = 0; t < kMaxSplits / 32; ++t) {
+      const int sp = threadIdx.x + 32 * t;
+      ms[t] = sp < n_splits ? pp[sp * (hd + 2)] : -INFINITY;
+      ls[t] = sp < n_splits ? pp[sp * (hd + 2) + 1] : 0.0f;
+      M = fmaxf(M, ms[t]);
     }
-    buf[d] = a / L;
+    M = warp_max(M);
+    float L = 0.0f;
+#pragma unroll
+    for (int t = 0; t < kMaxSplits / 32; ++t) {
+      ms[t] = ms[t] == -INFINITY ? 0.0f : expf(ms[t] - M);
+      L += ls[t] * ms[t];
+    }
+    L = warp_sum(L);
+#pragma unroll
+    for (int t = 0; t < kMaxSplits / 32; ++t) weight[threadIdx.x + 32 * t] = ms[t] / L;
+  }
+  __syncthreads();
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    // Eight splits' loads at a time; empty splits (weight 0) are not read.
+    float a = 0.0f;
+    for (int sp0 = 0; sp0 < n_splits; sp0 += 8) {
+      float v[8], wt[8];
+#pragma unroll
+      for (int t = 0; t < 8; ++t) {
+        wt[t] = sp0 + t < n_splits ? weight[sp0 + t] : 0.0f;
+        v[t] = wt[t] != 0.0f ? pp[(sp0 + t) * (hd + 2) + 2 + d] : 0.0f;
+      }
+#pragma unroll
+      for (int t = 0; t < 8; ++t) a += v[t] * wt[t];
+    }
+    buf[d] = a;
   }
   __syncthreads();
   if (rot) fwht_shared(buf, hd);
@@ -557,7 +583,7 @@ void rope(float *x, int64_t ldx, int64_t rows, int64_t n_heads, int64_t head_dim
 int attention_splits(int64_t rows, int64_t n_ctx) {
   if (rows > kGemvMaxRows) return 1;
   const int64_t s = (n_ctx + 127) / 128;  // 128 keys per split: one chunk of 32 per warp
-  return static_cast<int>(s < 1 ? 1 : s > 64 ? 64 : s);
+  return static_cast<int>(s < 1 ? 1 : s > kMaxSplits ? kMaxSplits : s);
 }
 
 size_t attention_partial_floats(int64_t rows, int64_t n_heads, int64_t head_dim, int64_t n_ctx) {
