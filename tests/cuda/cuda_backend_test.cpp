@@ -136,17 +136,25 @@ const Format kFormats[] = {
 
 void PrintTo(const Format &f, std::ostream *os) { *os << f.tag; }
 
-class CudaFormats : public ::testing::TestWithParam<Format> {};
+// Each test gets the format's model loaded on the CPU and on the GPU.
+class CudaFormats : public ::testing::TestWithParam<Format> {
+ protected:
+  void SetUp() override {
+    REQUIRE_GPU();
+    const Format &f = GetParam();
+    const std::string path = default_model(f.tag, f.args);
+    REQUIRE_FILE(path);
+    cpu = load(path, "cpu");
+    gpu = load(path, "cuda");
+    ASSERT_TRUE(cpu && gpu);
+  }
+  ModelPtr cpu, gpu;
+};
 
 // Prefill of every position (cuBLAS path) and then 24 greedy decode steps
 // (GEMV path, CUDA graphs), each against the CPU backend on the same file.
 TEST_P(CudaFormats, LogitsMatchCpu) {
-  REQUIRE_GPU();
   const Format &f = GetParam();
-  const std::string path = default_model(f.tag, f.args);
-  REQUIRE_FILE(path);
-  ModelPtr cpu = load(path, "cpu"), gpu = load(path, "cuda");
-  ASSERT_TRUE(cpu && gpu);
   const int32_t nv = vocab(cpu.get());
   std::vector<llm_token> ids = tokenize(cpu.get(), kPrompt);
   SessionPtr sc = session(cpu.get(), 256, true), sg = session(gpu.get(), 256, true);
@@ -203,12 +211,7 @@ void batches_of_every_size(llm_model *cpu, llm_model *gpu, const std::vector<llm
 // (2..8 sessions, each size its own kernels), against each session decoded
 // alone on the CPU.
 TEST_P(CudaFormats, BatchesOfEverySizeMatchCpu) {
-  REQUIRE_GPU();
   const Format &f = GetParam();
-  const std::string path = default_model(f.tag, f.args);
-  REQUIRE_FILE(path);
-  ModelPtr cpu = load(path, "cpu"), gpu = load(path, "cuda");
-  ASSERT_TRUE(cpu && gpu);
   std::vector<llm_token> ids = tokenize(cpu.get(), kPrompt);
   ASSERT_GT(ids.size(), 42u);
   Diff d;
