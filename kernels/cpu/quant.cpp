@@ -22,6 +22,7 @@ void finish_act_row(int64_t nb, int64_t nb8, const ActRow &row) {
     const int64_t b = i / kOctet * kOctet + kOctetBlock[i % kOctet];
     row.dp[i] = b < nb ? row.d[b] : 0.0f;
     row.dsum[i] = b < nb ? row.d[b] * static_cast<float>(row.sum[b]) : 0.0f;
+    row.zsum[i] = b < nb ? -8 * row.sum[b] : 0;
   }
 }
 
@@ -162,7 +163,8 @@ void quantize_task(void *ctx, int64_t task, int) {
                              reinterpret_cast<float *>(j.scratch + l.d_offset) + i * l.nb,
                              reinterpret_cast<int32_t *>(j.scratch + l.sum_offset) + i * l.nb,
                              reinterpret_cast<float *>(j.scratch + l.dp_offset) + i * l.nb8,
-                             reinterpret_cast<float *>(j.scratch + l.dsum_offset) + i * l.nb8};
+                             reinterpret_cast<float *>(j.scratch + l.dsum_offset) + i * l.nb8,
+                             reinterpret_cast<int32_t *>(j.scratch + l.zsum_offset) + i * l.nb8};
     j.fn(j.x + i * j.ldx, l.nb, l.nb8, row);
   }
 }
@@ -227,6 +229,7 @@ void matmul_q(ThreadPool &pool, const void *acts, int64_t n, const QuantWeight &
   args.x.sum = reinterpret_cast<const int32_t *>(base + layout.sum_offset);
   args.x.dp = reinterpret_cast<const float *>(base + layout.dp_offset);
   args.x.dsum = reinterpret_cast<const float *>(base + layout.dsum_offset);
+  args.x.zsum = reinterpret_cast<const int32_t *>(base + layout.zsum_offset);
   args.x.k = layout.k;
   args.x.nb = layout.nb;
   args.x.nb8 = layout.nb8;

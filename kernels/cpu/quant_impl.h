@@ -31,6 +31,9 @@ namespace llm::cpu::detail {
 //   dp   : nb8 floats, the block scales in octet lane order (0 past nb)
 //   dsum : nb8 floats, d * sum in octet lane order (0 past nb), for applying
 //          zero points in float
+//   zsum : nb8 int32, -8 * sum in octet lane order (0 past nb): the zero-point
+//          term of symmetric int4 weights (nibble - 8), for applying it to
+//          the integer dot products before their conversion to float
 
 constexpr int64_t kOctet = 8;
 constexpr int64_t kOctetBytes = kOctet * kActBlock;
@@ -48,13 +51,14 @@ inline int64_t act_unit_offset(int64_t b, int64_t e) {
 
 struct ActsLayout {
   int64_t k = 0, nb = 0, nb8 = 0, q_row = 0;
-  int64_t d_offset = 0, sum_offset = 0, dp_offset = 0, dsum_offset = 0, bytes = 0;
+  int64_t d_offset = 0, sum_offset = 0, dp_offset = 0, dsum_offset = 0, zsum_offset = 0, bytes = 0;
   ActsLayout(int64_t n, int64_t k_) : k(k_), nb(k_ / kActBlock), nb8((nb + 7) / 8 * 8), q_row(nb8 * kActBlock) {
     d_offset = align64(n * q_row);
     sum_offset = d_offset + align64(n * nb * 4);
     dp_offset = sum_offset + align64(n * nb * 4);
     dsum_offset = dp_offset + align64(n * nb8 * 4);
-    bytes = dsum_offset + align64(n * nb8 * 4);
+    zsum_offset = dsum_offset + align64(n * nb8 * 4);
+    bytes = zsum_offset + align64(n * nb8 * 4);
   }
 };
 
@@ -65,16 +69,18 @@ struct ActRow {
   int32_t *sum;
   float *dp;
   float *dsum;
+  int32_t *zsum;
 };
 
 // Read-only view of all rows, used by the matmul bodies: token i's data is
-// q + i * q_row, d / sum + i * nb, dp / dsum + i * nb8.
+// q + i * q_row, d / sum + i * nb, dp / dsum / zsum + i * nb8.
 struct Acts {
   const int8_t *q;
   const float *d;
   const int32_t *sum;
   const float *dp;
   const float *dsum;
+  const int32_t *zsum;
   int64_t k, nb, nb8, q_row;
 };
 

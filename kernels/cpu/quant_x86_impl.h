@@ -53,15 +53,17 @@
 // tiles ahead (rows are too short for the hardware prefetchers alone).
 // The last, partial octet of a row (k not a multiple of 256) is copied into
 // a zero-padded buffer first, so no read goes past a row. The float
-// accumulators hold 8 lanes per (row, token) and are reduced at the end of
-// each panel onto out (bias first) in a fixed order: results depend on the
-// shapes only, never on the thread count.
+// accumulators hold 8 lanes per (row, token) (16 lanes per row pair in the
+// AVX-512 wide tile, below) and are reduced at the end of each panel onto
+// out (bias first) in a fixed order: results depend on the shapes only,
+// never on the thread count.
 #pragma once
 
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/cpu/quant_impl.h"
 
@@ -218,6 +220,7 @@ struct GroupAny {
 
 struct ZeroNone {  // I8 symmetric
   static constexpr bool kApplies = false;
+  static constexpr bool kEight = false;
   template <class G, class... Extra>
   LLM_ALWAYS_INLINE static __m256 zsw(__m256, const uint8_t *, int64_t, int64_t, int64_t, Extra...) {
     return _mm256_setzero_ps();
@@ -226,6 +229,8 @@ struct ZeroNone {  // I8 symmetric
 
 struct ZeroEight {  // I4 symmetric: z = 8
   static constexpr bool kApplies = true;
+  // The wide tile applies z = 8 to the integer sums (the activations' zsum).
+  static constexpr bool kEight = true;
   template <class G, class... Extra>
   LLM_ALWAYS_INLINE static __m256 zsw(__m256 sw, const uint8_t *, int64_t, int64_t, int64_t, Extra...) {
     return _mm256_mul_ps(sw, _mm256_set1_ps(8.0f));
@@ -235,6 +240,7 @@ struct ZeroEight {  // I4 symmetric: z = 8
 template <bool Signed>
 struct ZeroGroup {  // stored zero points: int8 for I8, uint8 for I4
   static constexpr bool kApplies = true;
+  static constexpr bool kEight = false;
   template <class G, class... Extra>
   LLM_ALWAYS_INLINE static __m256 zsw(__m256 sw, const uint8_t *zeros, int64_t offset, int64_t o, int64_t group,
                                       Extra... nb) {
@@ -251,27 +257,46 @@ struct Panel {
   bool tail;
 };
 
+// Policies with 512-bit vectors (F::kWide) take the wide tile.
+template <class F, class = void>
+struct IsWide : std::false_type {};
+template <class F>
+struct IsWide<F, std::void_t<decltype(F::kWide)>> : std::bool_constant<F::kWide> {};
+// Decode (one token) keeps the 8-lane tile on every policy: it is bound by
+// memory, and its four independent row streams measured faster there than
+// two row pairs.
+template <class F, int T>
+constexpr bool kUsesWideTile = IsWide<F>::value && T > 1;
+
 // The activations of a token tile over one panel, packed token-interleaved
 // so that one pointer (and constant offsets) reaches every token: for octet
 // o of the panel (counted from o0), step v (of F::kSteps) and token t, the
 // U = kOctetBytes / kSteps bytes sit at q + ((o - o0) * kSteps + v) * T * U
-// + t * U, and the 8 lane-ordered dp / dsum floats at dp / dsum + ((o - o0)
-// * T + t) * 8. Per-token pointers (a row stride apart) would take more
-// registers than there are, and strides that are multiples of 4 KiB make
-// the tile's loads collide in L1. With one token this is the scratch
-// layout itself, so nothing is copied.
+// + t * U, and the lane-ordered dp / dsum / zsum values at dp / dsum / zsum
+// + ((o - o0) * T + t) * kLanes. kLanes is 8, or 16 for the wide tile, which
+// wants each token's 8 values in both halves of a 512-bit vector: packing
+// writes them twice (one plain load then, instead of a broadcast, which
+// would take a shuffle pipe from the dot products). Per-token pointers (a
+// row stride apart) would take more registers than there are, and strides
+// that are multiples of 4 KiB make the tile's loads collide in L1. With one
+// token this is the scratch layout itself, so nothing is copied (kLanes 8).
 template <class F, int T>
 struct TokenRows {
   static constexpr int64_t kUnit = kOctetBytes / F::kSteps;
+  static constexpr bool kDup = kUsesWideTile<F, T>;
+  static constexpr int64_t kLanes = kDup ? 2 * kOctet : kOctet;
   const int8_t *q;
   const float *dp;
   const float *dsum;
+  const int32_t *zsum;
   int64_t o0;
   LLM_ALWAYS_INLINE const int8_t *xq(int64_t o, int v, int t) const {
     return q + ((o - o0) * F::kSteps + v) * (T * kUnit) + t * kUnit;
   }
-  LLM_ALWAYS_INLINE const float *xdp(int64_t o, int t) const { return dp + ((o - o0) * T + t) * kOctet; }
-  LLM_ALWAYS_INLINE const float *xdsum(int64_t o, int t) const { return dsum + ((o - o0) * T + t) * kOctet; }
+  LLM_ALWAYS_INLINE int64_t lanes(int64_t o, int t) const { return ((o - o0) * T + t) * kLanes; }
+  LLM_ALWAYS_INLINE const float *xdp(int64_t o, int t) const { return dp + lanes(o, t); }
+  LLM_ALWAYS_INLINE const float *xdsum(int64_t o, int t) const { return dsum + lanes(o, t); }
+  LLM_ALWAYS_INLINE const int32_t *xzsum(int64_t o, int t) const { return zsum + lanes(o, t); }
 };
 
 // Largest token tile of any x86 policy, and the packing buffer of a token
@@ -283,28 +308,34 @@ constexpr int kMaxTileTokens = 8;
 constexpr int64_t kPackOctetTokens = kPanelBytes / kOctetBytes + kMaxTileTokens;
 struct PackBuffer {
   alignas(64) int8_t q[kPackOctetTokens * kOctetBytes];
-  alignas(64) float dp[kPackOctetTokens * kOctet];
-  alignas(64) float dsum[kPackOctetTokens * kOctet];
+  alignas(64) float dp[kPackOctetTokens * 2 * kOctet];
+  alignas(64) float dsum[kPackOctetTokens * 2 * kOctet];
+  alignas(64) int32_t zsum[kPackOctetTokens * 2 * kOctet];
 };
 
 // Tokens t0.. t0 + T - 1 over octets [o0, o_end) of the panel.
 template <class F, int T>
 LLM_ALWAYS_INLINE TokenRows<F, T> pack_tokens(const Acts &x, int64_t t0, int64_t o0, int64_t o_end, PackBuffer &buf) {
-  constexpr int64_t U = TokenRows<F, T>::kUnit;
+  using Rows = TokenRows<F, T>;
+  constexpr int64_t U = Rows::kUnit;
   if constexpr (T == 1) {
-    return {x.q + t0 * x.q_row + o0 * kOctetBytes, x.dp + t0 * x.nb8 + o0 * kOctet,
-            x.dsum + t0 * x.nb8 + o0 * kOctet, o0};
+    const int64_t lanes = t0 * x.nb8 + o0 * kOctet;
+    return {x.q + t0 * x.q_row + o0 * kOctetBytes, x.dp + lanes, x.dsum + lanes, x.zsum + lanes, o0};
   } else {
+    const Rows rows{buf.q, buf.dp, buf.dsum, buf.zsum, o0};
     for (int64_t o = o0; o < o_end; ++o)
       for (int t = 0; t < T; ++t) {
         const int8_t *src = x.q + (t0 + t) * x.q_row + o * kOctetBytes;
         int8_t *dst = buf.q + (o - o0) * F::kSteps * T * U + t * U;
         for (int v = 0; v < F::kSteps; ++v) std::memcpy(dst + v * T * U, src + v * U, U);
-        const int64_t d = ((o - o0) * T + t) * kOctet;
-        std::memcpy(buf.dp + d, x.dp + (t0 + t) * x.nb8 + o * kOctet, kOctet * sizeof(float));
-        std::memcpy(buf.dsum + d, x.dsum + (t0 + t) * x.nb8 + o * kOctet, kOctet * sizeof(float));
+        const int64_t from = (t0 + t) * x.nb8 + o * kOctet, to = rows.lanes(o, t);
+        for (int64_t h = 0; h < Rows::kLanes; h += kOctet) {
+          std::memcpy(buf.dp + to + h, x.dp + from, kOctet * sizeof(float));
+          std::memcpy(buf.dsum + to + h, x.dsum + from, kOctet * sizeof(float));
+          if constexpr (Rows::kDup) std::memcpy(buf.zsum + to + h, x.zsum + from, kOctet * sizeof(int32_t));
+        }
       }
-    return {buf.q, buf.dp, buf.dsum, o0};
+    return rows;
   }
 }
 
@@ -418,11 +449,155 @@ void tile(const QMatmulArgs &a, int64_t j, int64_t t0, const Panel &p, const Tok
     }
 }
 
+#if defined(__AVX512F__)
+// ---- the wide register tile (AVX-512 policies) -------------------------------------
+//
+// A 512-bit activation vector holds units 2v and 2v + 1 of an octet (quant_
+// avx512_impl.h), so a plain 512-bit integer sum would hold every block
+// twice (even units in the low half, odd units in the high half) and need
+// folding before the float work, one per (row, token, octet). On the
+// AVX-512 CPU measured (Zen 5) vpdpbusd and the float multiplies and FMAs
+// share the same two pipes, so that float work took a third of them.
+// The wide tile therefore takes rows in pairs and puts one row in each
+// half: with the weight vectors
+//     a[v] = [row 0 unit 2v | row 1 unit 2v + 1],
+//     b[v] = [row 1 unit 2v | row 0 unit 2v + 1]
+// the sums A = [row 0 even units | row 1 odd units] and B = [row 1 even |
+// row 0 odd] give A + swap_halves(B) = [row 0 | row 1], every block of both
+// rows complete. One convert, one multiply (activation scales times the two
+// rows' weight scales) and one FMA then finish 16 blocks: two rows at once.
+// The accumulators keep the two rows in their halves until the end of the
+// panel.
+LLM_ALWAYS_INLINE __m512 join_ps(__m256 lo, __m256 hi) {
+  return _mm512_castpd_ps(
+      _mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)), _mm256_castps_pd(hi), 1));
+}
+LLM_ALWAYS_INLINE __m512i swap_halves(__m512i v) { return _mm512_shuffle_i64x2(v, v, 0x4E); }
+
+// Weight pair p of the tile, decoded, with its scales (sw) and zero-point
+// terms (zsw), row 0 in the low half and row 1 in the high half.
+template <class F>
+struct WidePair {
+  typename F::Octet a, b;
+  __m512 sw, zsw;
+};
+
+// Decodes octet o of rows r0 and r1 (their bytes at p0 / p1, scales and
+// zero points through G with `extra` = nb for the partial octet).
+template <class F, class G, class Z, class... Extra>
+LLM_ALWAYS_INLINE void decode_pair(const QMatmulArgs &a, int64_t r0, int64_t r1, const uint8_t *p0, const uint8_t *p1,
+                                   int64_t o, WidePair<F> &w, Extra... extra) {
+  F::decode_pair(p0, p1, w.a, w.b);
+  const __m256 s0 = G::scales(a.scales + r0 * a.groups, o, a.group, extra...);
+  const __m256 s1 = G::scales(a.scales + r1 * a.groups, o, a.group, extra...);
+  w.sw = join_ps(s0, s1);
+  if constexpr (Z::kApplies && !Z::kEight)
+    w.zsw = join_ps(Z::template zsw<G>(s0, a.zeros, r0 * a.groups, o, a.group, extra...),
+                    Z::template zsw<G>(s1, a.zeros, r1 * a.groups, o, a.group, extra...));
+}
+
+// The P decoded pairs against the T tokens: acc[p][t] += (q.x) * dp * sw -
+// zsw * dsum, two rows per vector. Symmetric int4 (z = 8) adds -8 * sum to
+// the integer sums instead (zsum; exact, and no float work).
+template <class F, class Z, int P, int T>
+LLM_ALWAYS_INLINE void wide_octet(const WidePair<F> *w, const TokenRows<F, T> &x, int64_t o, __m512 (*acc)[T]) {
+  static_assert(TokenRows<F, T>::kDup, "the wide tile reads each token's lane values twice over (16 lanes)");
+#pragma GCC unroll 4
+  for (int p = 0; p < P; ++p) {
+    // All the tile's integer sums first, then their float work: written
+    // token by token, each token's float work would wait for its sums at
+    // the head of the queue while the next token's independent products
+    // queue behind it.
+    __m512i s[T];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+      typename F::Acc sa = F::zero(), sb = F::zero();
+#pragma GCC unroll 4
+      for (int v = 0; v < F::kSteps; ++v) {
+        // One load for both products: left to itself the compiler folds the
+        // load into each of them, and loads then limit the tile.
+        __m512i xv = _mm512_loadu_si512(x.xq(o, v, t));
+        __asm__("" : "+v"(xv));
+        sa = F::step(sa, F::lane(w[p].a, v), xv);
+        sb = F::step(sb, F::lane(w[p].b, v), xv);
+      }
+      s[t] = _mm512_add_epi32(F::finish512(sa), swap_halves(F::finish512(sb)));
+      if constexpr (Z::kEight) s[t] = _mm512_add_epi32(s[t], _mm512_loadu_si512(x.xzsum(o, t)));
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+      const __m512 dp = _mm512_loadu_ps(x.xdp(o, t));
+      acc[p][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[t]), _mm512_mul_ps(dp, w[p].sw), acc[p][t]);
+      if constexpr (Z::kApplies && !Z::kEight)
+        acc[p][t] = _mm512_fnmadd_ps(w[p].zsw, _mm512_loadu_ps(x.xdsum(o, t)), acc[p][t]);
+    }
+  }
+}
+
+// out[t0 + t][j + r] for r < R, t < T over one panel (the wide tile): R / 2
+// row pairs; R = 1 runs the row as a pair with itself and keeps one half.
+template <class F, class G, class Z, int R, int T>
+void tile_wide(const QMatmulArgs &a, int64_t j, int64_t t0, const Panel &p, const TokenRows<F, T> &x) {
+  constexpr int P = (R + 1) / 2;
+  const auto row_of = [&](int i) { return j + std::min(i, R - 1); };  // row i of the tile (i < 2P)
+  __m512 acc[P][T];
+  for (int q = 0; q < P; ++q)
+    for (int t = 0; t < T; ++t) acc[q][t] = _mm512_setzero_ps();
+  WidePair<F> w[P];
+  constexpr int64_t kBytes = octet_weight_bytes<F>();
+  for (int64_t o = p.o0; o < p.o1; ++o) {
+#pragma GCC unroll 4
+    for (int q = 0; q < P; ++q) {
+      const int64_t r0 = row_of(2 * q), r1 = row_of(2 * q + 1);
+      decode_pair<F, G, Z>(a, r0, r1, a.q + r0 * a.row_bytes + o * kBytes, a.q + r1 * a.row_bytes + o * kBytes, o,
+                           w[q]);
+    }
+    wide_octet<F, Z, P, T>(w, x, o, acc);
+  }
+  if (p.tail) {
+    // The partial octet: weight bytes copied into zero-padded buffers (no
+    // read past a row), zero scales for the missing blocks.
+    const int64_t valid = (a.x.nb - p.o1 * kOctet) * (kBytes / kOctet);
+    for (int q = 0; q < P; ++q) {
+      const int64_t r0 = row_of(2 * q), r1 = row_of(2 * q + 1);
+      alignas(64) uint8_t pad0[kBytes] = {}, pad1[kBytes] = {};
+      std::memcpy(pad0, a.q + r0 * a.row_bytes + p.o1 * kBytes, static_cast<size_t>(valid));
+      std::memcpy(pad1, a.q + r1 * a.row_bytes + p.o1 * kBytes, static_cast<size_t>(valid));
+      decode_pair<F, GroupAny, Z>(a, r0, r1, pad0, pad1, p.o1, w[q], a.x.nb);
+    }
+    wide_octet<F, Z, P, T>(w, x, p.o1, acc);
+  }
+  for (int i = 0; i < R; ++i)
+    for (int t = 0; t < T; ++t) {
+      const __m512 v = acc[i / 2][t];
+      const __m256 half = i % 2 == 0 ? _mm512_castps512_ps256(v)
+                                     : _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+      const float s = hsum_ps(half);
+      float *out = a.out + (t0 + t) * a.ldo + j + i;
+      *out = p.o0 > 0 ? *out + s : (a.bias ? a.bias[j + i] + s : s);
+    }
+}
+#endif
+
 // Rows per tile for a token tile of T: decode streams 4 rows at once; with
-// more tokens the accumulators take the registers.
-template <int T>
+// more tokens the accumulators take the registers (16 on AVX2; the wide
+// tile, with 32, keeps 2 rows up to 8 tokens).
+template <class F, int T>
 constexpr int rows_for_tokens() {
+  if constexpr (kUsesWideTile<F, T>) return 2;
   return T == 1 ? 4 : T == 2 ? 2 : 1;
+}
+
+template <class F, class G, class Z, int R, int T>
+LLM_ALWAYS_INLINE void any_tile(const QMatmulArgs &a, int64_t j, int64_t t0, const Panel &p,
+                                const TokenRows<F, T> &x) {
+#if defined(__AVX512F__)
+  if constexpr (kUsesWideTile<F, T>) {
+    tile_wide<F, G, Z, R, T>(a, j, t0, p, x);
+    return;
+  }
+#endif
+  if constexpr (!kUsesWideTile<F, T>) tile<F, G, Z, R, T>(a, j, t0, p, x);
 }
 
 // The tokens' activations over the panel are packed once (pack_tokens) and
@@ -430,12 +605,12 @@ constexpr int rows_for_tokens() {
 template <class F, class G, class Z, int T>
 void token_tile(const QMatmulArgs &a, int64_t j0, int64_t j1, int64_t t0, const Panel &p, PackBuffer &buf) {
   static_assert(T <= kMaxTileTokens, "token tile larger than the packing buffer");
-  constexpr int R = rows_for_tokens<T>();
+  constexpr int R = rows_for_tokens<F, T>();
   const TokenRows<F, T> x = pack_tokens<F, T>(a.x, t0, p.o0, p.o1 + (p.tail ? 1 : 0), buf);
   int64_t j = j0;
-  for (; j + R <= j1; j += R) tile<F, G, Z, R, T>(a, j, t0, p, x);
+  for (; j + R <= j1; j += R) any_tile<F, G, Z, R, T>(a, j, t0, p, x);
   if constexpr (R > 1) {
-    for (; j < j1; ++j) tile<F, G, Z, 1, T>(a, j, t0, p, x);
+    for (; j < j1; ++j) any_tile<F, G, Z, 1, T>(a, j, t0, p, x);
   }
 }
 
