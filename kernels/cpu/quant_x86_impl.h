@@ -545,10 +545,18 @@ void tile_wide(const QMatmulArgs &a, int64_t j, int64_t t0, const Panel &p, cons
     for (int t = 0; t < T; ++t) acc[q][t] = _mm512_setzero_ps();
   WidePair<F> w[P];
   constexpr int64_t kBytes = octet_weight_bytes<F>();
+  // The first token tile of a panel reads the weights from memory (later
+  // ones find them in L2): it prefetches as the decode tile does. That is
+  // every tile of a batch of decoding sessions.
+  const bool from_memory = t0 == 0;
   for (int64_t o = p.o0; o < p.o1; ++o) {
 #pragma GCC unroll 4
     for (int q = 0; q < P; ++q) {
       const int64_t r0 = row_of(2 * q), r1 = row_of(2 * q + 1);
+      if (from_memory) {
+        prefetch_octet<F>(a, r0 + kPrefetchRows, o);
+        if (R > 1) prefetch_octet<F>(a, r1 + kPrefetchRows, o);
+      }
       decode_pair<F, G, Z>(a, r0, r1, a.q + r0 * a.row_bytes + o * kBytes, a.q + r1 * a.row_bytes + o * kBytes, o,
                            w[q]);
     }
