@@ -22,7 +22,10 @@ void finish_act_row(int64_t nb, int64_t nb8, const ActRow &row) {
     const int64_t b = i / kOctet * kOctet + kOctetBlock[i % kOctet];
     row.dp[i] = b < nb ? row.d[b] : 0.0f;
     row.dsum[i] = b < nb ? row.d[b] * static_cast<float>(row.sum[b]) : 0.0f;
-    row.zsum[i] = b < nb ? -8 * row.sum[b] : 0;
+    // A real block sum is at most 32 * 127 in magnitude; NaN or infinite
+    // activations leave garbage there (the results are NaN anyway), which
+    // must not overflow.
+    row.zsum[i] = b < nb ? -8 * std::clamp(row.sum[b], -32 * 127, 32 * 127) : 0;
   }
 }
 
