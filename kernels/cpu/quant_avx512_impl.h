@@ -65,12 +65,7 @@ struct I4x512 {
   // nibble planes in octet order (low nibbles: units 0..3, high: 4..7).
   LLM_ALWAYS_INLINE static void decode(const uint8_t *p, Octet &o) {
     const Quad u = transpose_units(load256(p), load256(p + 32), load256(p + 64), load256(p + 96));
-    const __m512i c0 = join(u.v0, u.v1), c1 = join(u.v2, u.v3);
-    const __m512i low4 = _mm512_set1_epi8(0x0F);
-    o.w[0] = _mm512_and_si512(c0, low4);
-    o.w[1] = _mm512_and_si512(c1, low4);
-    o.w[2] = _mm512_and_si512(_mm512_srli_epi16(c0, 4), low4);
-    o.w[3] = _mm512_and_si512(_mm512_srli_epi16(c1, 4), low4);
+    nibbles(join(u.v0, u.v1), join(u.v2, u.v3), o);
   }
   // Octet o of two rows for the wide tile (quant_x86_impl.h): a holds row 0's
   // even units and row 1's odd ones, b the other way round.
@@ -125,11 +120,7 @@ struct I8x512 {
   LLM_ALWAYS_INLINE static void decode(const uint8_t *p, Octet &o) {
     __m256i w[8];
     interleave_octet(reinterpret_cast<const int8_t *>(p), w);
-    for (int i = 0; i < 4; ++i) {
-      const __m512i v = join(w[2 * i], w[2 * i + 1]);
-      o.aw[i] = _mm512_abs_epi8(v);
-      o.neg[i] = _mm512_movepi8_mask(v);
-    }
+    for (int i = 0; i < 4; ++i) set(o, i, join(w[2 * i], w[2 * i + 1]));
   }
   LLM_ALWAYS_INLINE static void decode_pair(const uint8_t *p0, const uint8_t *p1, Octet &a, Octet &b) {
     __m256i u[8], w[8];

@@ -313,8 +313,10 @@ struct PackBuffer {
   alignas(64) int32_t zsum[kPackOctetTokens * 2 * kOctet];
 };
 
-// Tokens t0.. t0 + T - 1 over octets [o0, o_end) of the panel.
-template <class F, int T>
+// Tokens t0.. t0 + T - 1 over octets [o0, o_end) of the panel: dsum and
+// zsum only where the tile reads them (zero points in float, or z = 8 in the
+// integer sums of the wide tile).
+template <class F, class Z, int T>
 LLM_ALWAYS_INLINE TokenRows<F, T> pack_tokens(const Acts &x, int64_t t0, int64_t o0, int64_t o_end, PackBuffer &buf) {
   using Rows = TokenRows<F, T>;
   constexpr int64_t U = Rows::kUnit;
@@ -328,11 +330,13 @@ LLM_ALWAYS_INLINE TokenRows<F, T> pack_tokens(const Acts &x, int64_t t0, int64_t
         const int8_t *src = x.q + (t0 + t) * x.q_row + o * kOctetBytes;
         int8_t *dst = buf.q + (o - o0) * F::kSteps * T * U + t * U;
         for (int v = 0; v < F::kSteps; ++v) std::memcpy(dst + v * T * U, src + v * U, U);
+        constexpr bool kIntZero = Rows::kDup && Z::kEight;
         const int64_t from = (t0 + t) * x.nb8 + o * kOctet, to = rows.lanes(o, t);
         for (int64_t h = 0; h < Rows::kLanes; h += kOctet) {
           std::memcpy(buf.dp + to + h, x.dp + from, kOctet * sizeof(float));
-          std::memcpy(buf.dsum + to + h, x.dsum + from, kOctet * sizeof(float));
-          if constexpr (Rows::kDup) std::memcpy(buf.zsum + to + h, x.zsum + from, kOctet * sizeof(int32_t));
+          if constexpr (Z::kApplies && !kIntZero)
+            std::memcpy(buf.dsum + to + h, x.dsum + from, kOctet * sizeof(float));
+          if constexpr (kIntZero) std::memcpy(buf.zsum + to + h, x.zsum + from, kOctet * sizeof(int32_t));
         }
       }
     return rows;
@@ -395,12 +399,17 @@ LLM_ALWAYS_INLINE void octet_step(const QMatmulArgs &a, int64_t row, int64_t o, 
 // The partial octet o at the end of a row: its weight bytes are copied into
 // a zero-padded buffer (never reading past the row); lanes of missing blocks
 // get zero scales, and their activations are zero anyway.
-template <class F, class Z, int T>
-void tail_step(const QMatmulArgs &a, int64_t row, int64_t o, const TokenRows<F, T> &x, __m256 *acc) {
+template <class F>
+void copy_tail_octet(const QMatmulArgs &a, int64_t row, int64_t o, uint8_t *pad) {
   constexpr int64_t kBytes = octet_weight_bytes<F>();
-  alignas(32) uint8_t pad[kBytes] = {};
   const int64_t valid = (a.x.nb - o * kOctet) * (kBytes / kOctet);
   std::memcpy(pad, a.q + row * a.row_bytes + o * kBytes, static_cast<size_t>(valid));
+}
+
+template <class F, class Z, int T>
+void tail_step(const QMatmulArgs &a, int64_t row, int64_t o, const TokenRows<F, T> &x, __m256 *acc) {
+  alignas(32) uint8_t pad[octet_weight_bytes<F>()] = {};
+  copy_tail_octet<F>(a, row, o, pad);
   typename F::Octet w;
   F::decode(pad, w);
   const __m256 sw = GroupAny::scales(a.scales + row * a.groups, o, a.group, a.x.nb);
@@ -565,12 +574,11 @@ void tile_wide(const QMatmulArgs &a, int64_t j, int64_t t0, const Panel &p, cons
   if (p.tail) {
     // The partial octet: weight bytes copied into zero-padded buffers (no
     // read past a row), zero scales for the missing blocks.
-    const int64_t valid = (a.x.nb - p.o1 * kOctet) * (kBytes / kOctet);
     for (int q = 0; q < P; ++q) {
       const int64_t r0 = row_of(2 * q), r1 = row_of(2 * q + 1);
       alignas(64) uint8_t pad0[kBytes] = {}, pad1[kBytes] = {};
-      std::memcpy(pad0, a.q + r0 * a.row_bytes + p.o1 * kBytes, static_cast<size_t>(valid));
-      std::memcpy(pad1, a.q + r1 * a.row_bytes + p.o1 * kBytes, static_cast<size_t>(valid));
+      copy_tail_octet<F>(a, r0, p.o1, pad0);
+      copy_tail_octet<F>(a, r1, p.o1, pad1);
       decode_pair<F, GroupAny, Z>(a, r0, r1, pad0, pad1, p.o1, w[q], a.x.nb);
     }
     wide_octet<F, Z, P, T>(w, x, p.o1, acc);
@@ -614,7 +622,7 @@ template <class F, class G, class Z, int T>
 void token_tile(const QMatmulArgs &a, int64_t j0, int64_t j1, int64_t t0, const Panel &p, PackBuffer &buf) {
   static_assert(T <= kMaxTileTokens, "token tile larger than the packing buffer");
   constexpr int R = rows_for_tokens<F, T>();
-  const TokenRows<F, T> x = pack_tokens<F, T>(a.x, t0, p.o0, p.o1 + (p.tail ? 1 : 0), buf);
+  const TokenRows<F, T> x = pack_tokens<F, Z, T>(a.x, t0, p.o0, p.o1 + (p.tail ? 1 : 0), buf);
   int64_t j = j0;
   for (; j + R <= j1; j += R) any_tile<F, G, Z, R, T>(a, j, t0, p, x);
   if constexpr (R > 1) {
