@@ -5,13 +5,16 @@
 // second. Each measurement is one CUDA graph of 200 launches whose weights
 // cycle through at least 400 MB of copies, so every launch reads its
 // weights from memory, and consecutive launches overlap as in a decode step
-// (programmatic dependent launch). Weights and inputs are random: the time
-// does not depend on the values. Prints a note and exits 0 without a GPU.
+// (programmatic dependent launch). LLM_GEMV_BENCH_CYCLE_MB sets that cycle
+// in MB (0: two copies, which stay in L2 for all but the largest shapes).
+// Weights and inputs are random: the time does not depend on the values.
+// Prints a note and exits 0 without a GPU.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -51,7 +54,9 @@ bool run(const Shape &shape, const Format &f, cudaStream_t s, double *us, double
   const bool quant = f.type == WType::I4 || f.type == WType::I8;
   const size_t wbytes = static_cast<size_t>(rows * k * f.bits / 8);
   const size_t sbytes = quant ? static_cast<size_t>(rows * (k / group) * 2) : 0;
-  const int copies = static_cast<int>(std::max<size_t>(2, (size_t{400} << 20) / (wbytes + sbytes) + 1));
+  const char *cycle_env = std::getenv("LLM_GEMV_BENCH_CYCLE_MB");
+  const size_t cycle = (cycle_env ? std::strtoull(cycle_env, nullptr, 10) : 400) << 20;
+  const int copies = static_cast<int>(std::max<size_t>(2, cycle / (wbytes + sbytes) + 1));
   std::mt19937 rng(1);
   std::vector<uint8_t> hw(wbytes);
   for (auto &b : hw) b = static_cast<uint8_t>(rng());

@@ -371,7 +371,9 @@ LLM_API llm_status llm_session_restore_file(llm_session *session, const char *pa
 
 /* vocab_size logits of the last evaluated position, or NULL if nothing has
  * been evaluated. Owned by the session; valid until the next call that
- * changes it (eval, generate, reset, free). */
+ * changes it (eval, generate, reset, free). On a GPU the logits are copied
+ * to host memory on the first call after an eval (llm_session_sample does
+ * not need them there); NULL if that copy fails (llm_last_error says why). */
 LLM_API const float *llm_session_logits(const llm_session *session);
 
 /* Logits of the i-th token of the last llm_session_eval call (requires
@@ -440,6 +442,10 @@ LLM_API int llm_session_stop_reason(const llm_session *session);
 
 /* Sample one token from the current logits with `params`' sampling fields
  * (temperature, top_k, top_p, min_p, repetition penalty over the context).
+ * On a GPU, greedy and top-k sampling select their candidates on the device
+ * when top_k (1 when greedy) plus the penalty's window is at most 256 and
+ * repeat_penalty >= 1: only those reach the host, and the token drawn is the
+ * one the whole row gives.
  * The session's random generator is seeded from params->seed by the first
  * call after creation or reset (and by every llm_generate); later calls
  * continue its sequence. */

@@ -82,6 +82,8 @@ struct Product {
   Act out;
 };
 
+constexpr int kMaxSampleCandidates = 256;  // Backend::top_candidates
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -168,6 +170,20 @@ class Backend {
   virtual void add(Act x, Act y) = 0;
   // Copies rows to host memory (dst: rows*cols floats, packed).
   virtual void read(Act src, float *dst) = 0;
+  // Sampling candidates (at most kMaxSampleCandidates): the n best of row[0, count) (backend memory) in the
+  // sampler's order (larger value first, NaN as -inf, +inf as the largest
+  // float, equal values by lower index), their indices and values to host
+  // ids / values in no particular order, so that a sampler reads n entries
+  // instead of the whole row. Returns false, touching nothing, where the
+  // backend does not do this (or not for this n): the caller reads the row.
+  virtual bool top_candidates(const float *row, int64_t count, int n, int32_t *ids, float *values) {
+    (void)row;
+    (void)count;
+    (void)n;
+    (void)ids;
+    (void)values;
+    return false;
+  }
   // Byte copies: backend to backend memory; backend to host and host to
   // backend as `height` runs of `width` bytes, `dpitch` / `spitch` bytes
   // apart at the destination / source (one call moves a whole KV page).

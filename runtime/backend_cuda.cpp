@@ -14,6 +14,7 @@
 //
 // Threads. Sessions of one model share the stream: a step holds the backend's
 // lock from begin_step to end_step, and the other entry points take it too.
+#include <cstdint>
 #include <cstring>
 
 #include "format/error.h"
@@ -67,6 +68,8 @@ size_t align_up(size_t n, size_t a = kAlign) { return (n + a - 1) / a * a; }
 constexpr size_t kBlasWorkspace = size_t{32} << 20;
 constexpr int64_t kTileElements = int64_t{48} << 20;  // bf16 dequantization tile for cuBLAS products
 constexpr size_t kMaxGraphs = 64;
+static_assert(cuda::kMaxTopCandidates >= kMaxSampleCandidates, "the candidate buffers hold every request");
+constexpr size_t kCandidateBytes = size_t{cuda::kMaxTopCandidates} * (sizeof(int32_t) + sizeof(float));
 
 cuda::WType wtype(DType t) {
   switch (t) {
@@ -113,7 +116,7 @@ class CudaBackend final : public Backend {
         tile = std::max(tile, std::min(t.shape[0], std::max<int64_t>(1, kTileElements / t.shape[1])) * t.shape[1]);
     }
     tile_bytes_ = align_up(static_cast<size_t>(tile) * 2);
-    const size_t total = weights + kBlasWorkspace + tile_bytes_;
+    const size_t total = weights + kBlasWorkspace + tile_bytes_ + kCandidateBytes;
     try {
       check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating a CUDA stream");
       check_blas(cublasCreate(&blas_), "creating the cuBLAS handle");
@@ -122,6 +125,8 @@ class CudaBackend final : public Backend {
       weights_end_ = weights;
       check_blas(cublasSetWorkspace(blas_, arena_ + weights, kBlasWorkspace), "cuBLAS workspace");
       tile_ = arena_ + weights + kBlasWorkspace;
+      candidates_ = tile_ + tile_bytes_;
+      check(cudaMallocHost(&candidates_host_, kCandidateBytes), "allocating pinned memory for sampling");
     } catch (...) {
       release();
       throw;
@@ -371,6 +376,22 @@ class CudaBackend final : public Backend {
     check(cudaStreamSynchronize(stream_), "reading results");
   }
 
+  // The selection runs on the device; only the n (index, value) pairs cross.
+  bool top_candidates(const float *row, int64_t count, int n, int32_t *ids, float *values) override {
+    if (n <= 0 || n > cuda::kMaxTopCandidates || n > count || count > INT32_MAX) return false;
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    int32_t *dev_ids = reinterpret_cast<int32_t *>(candidates_);
+    float *dev_values = reinterpret_cast<float *>(candidates_ + kCandidateBytes / 2);
+    cuda::top_candidates(row, count, n, dev_ids, dev_values, stream_);
+    const size_t half = kCandidateBytes / 2;
+    check(cudaMemcpyAsync(candidates_host_, candidates_, kCandidateBytes, cudaMemcpyDeviceToHost, stream_),
+          "reading sampling candidates");
+    check(cudaStreamSynchronize(stream_), "reading sampling candidates");
+    std::memcpy(ids, candidates_host_, static_cast<size_t>(n) * sizeof(int32_t));
+    std::memcpy(values, candidates_host_ + half, static_cast<size_t>(n) * sizeof(float));
+    return true;
+  }
+
   void copy(void *dst, const void *src, size_t bytes) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     prepared_ = Prepared{};
@@ -457,11 +478,13 @@ class CudaBackend final : public Backend {
     if (stream_) cudaStreamDestroy(stream_);
     if (arena_) cudaFree(arena_);
     if (pinned_) cudaFreeHost(pinned_);
+    if (candidates_host_) cudaFreeHost(candidates_host_);
     if (staging_) cudaFree(staging_);
     blas_ = nullptr;
     stream_ = nullptr;
     arena_ = nullptr;
     pinned_ = nullptr;
+    candidates_host_ = nullptr;
     staging_ = nullptr;
   }
 
@@ -616,6 +639,9 @@ class CudaBackend final : public Backend {
   size_t arena_used_ = 0, weights_end_ = 0;
   uint8_t *tile_ = nullptr;
   size_t tile_bytes_ = 0;
+  // Sampling candidates: ids then values, on the device (in the arena) and in
+  // pinned host memory.
+  uint8_t *candidates_ = nullptr, *candidates_host_ = nullptr;
 
   mutable std::recursive_mutex mu_;
   uint8_t *pinned_ = nullptr, *staging_ = nullptr;

@@ -517,12 +517,18 @@ llm_status llm_session_eval(llm_session *session, const llm_token *tokens, size_
   return guarded([&] { session->session->eval(tokens, n); });
 }
 
+// The logits come from backend memory on first use, which can fail (a GPU
+// error): NULL then, with the reason in llm_last_error.
 const float *llm_session_logits(const llm_session *session) {
-  return session ? session->session->logits() : nullptr;
+  const float *out = nullptr;
+  if (session) guarded([&] { out = session->session->logits(); });
+  return out;
 }
 
 const float *llm_session_logits_at(const llm_session *session, int32_t i) {
-  return session ? session->session->logits_at(i) : nullptr;
+  const float *out = nullptr;
+  if (session) guarded([&] { out = session->session->logits_at(i); });
+  return out;
 }
 
 void llm_session_cancel(llm_session *session) {
@@ -598,14 +604,12 @@ llm_status llm_session_sample(llm_session *session, const llm_generate_params *p
   llm::SamplerParams sp;
   if (llm_status st = sampler_params(params, &p, &sp)) return st;
   llm::Session &s = *session->session;
-  if (!s.logits()) return set_error(LLM_ERR_INVALID_ARGUMENT, "no logits: evaluate tokens first");
+  if (!s.has_logits()) return set_error(LLM_ERR_INVALID_ARGUMENT, "no logits: evaluate tokens first");
   if (!s.sampler_seeded) {
     s.sampler().seed(p.seed);
     s.sampler_seeded = true;
   }
-  const int64_t history = std::min<int64_t>(s.n_tokens(), std::max(sp.repeat_last_n, 0));
-  *out = s.sampler().sample(s.logits(), sp, s.tokens() + s.n_tokens() - history, static_cast<size_t>(history));
-  return LLM_OK;
+  return guarded([&] { *out = s.sample(sp); });
 }
 
 }  // extern "C"

@@ -117,7 +117,7 @@ void Session::forward(const int32_t *tokens, int64_t n, const Segment *segments,
   }
   scope.end();
   for (size_t i = 0; i < n_segments; ++i) {
-    segments[i].session->n_logits_valid_ = 1;
+    segments[i].session->set_host_logits(1);
     segments[i].session->last_eval_n_ = 1;
   }
 }

@@ -58,10 +58,7 @@ llm_stop_reason generate(Session &session, std::string_view prompt, const Genera
       reason = LLM_STOP_CONTEXT_FULL;
       break;
     }
-    const int64_t history = std::min<int64_t>(session.n_tokens(), std::max(sp.repeat_last_n, 0));
-    const int32_t token = session.sampler().sample(session.logits(), sp,
-                                                   session.tokens() + session.n_tokens() - history,
-                                                   static_cast<size_t>(history));
+    const int32_t token = session.sample(sp);
     if (!options.ignore_eos && model.is_eog(token)) {
       reason = LLM_STOP_EOS;
       break;

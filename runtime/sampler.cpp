@@ -137,20 +137,28 @@ struct ByValueDesc {
 // Copies logits into `values` and applies the repetition penalty there. The
 // penalised value is computed from the original logit, so a token repeated in
 // the window is penalised once, as the CTRL rule asks, without any bookkeeping.
+bool penalty_on(const SamplerParams &p, const int32_t *history) {
+  return p.repeat_penalty != 1.0f && p.repeat_penalty > 0.0f && p.repeat_last_n != 0 && history != nullptr;
+}
+
+// The entries of history the penalty looks at: the last repeat_last_n (a
+// negative window means the whole history given).
+size_t penalty_window(const SamplerParams &p, size_t n_history) {
+  return p.repeat_last_n < 0 ? n_history : std::min(n_history, static_cast<size_t>(p.repeat_last_n));
+}
+
+inline float penalised(float sanitized_logit, float penalty) {
+  return sanitized_logit > 0.0f ? sanitized_logit / penalty : sanitized_logit * penalty;
+}
+
 void copy_with_penalty(const float *logits, int32_t n_vocab, const SamplerParams &p,
                        const int32_t *history, size_t n_history, float *values) {
   for (int32_t i = 0; i < n_vocab; ++i) values[i] = sanitize(logits[i]);
-  const float penalty = p.repeat_penalty;
-  if (penalty == 1.0f || !(penalty > 0.0f) || p.repeat_last_n == 0 || history == nullptr) return;
-  // A negative window means the whole history given.
-  const size_t window = p.repeat_last_n < 0
-                            ? n_history
-                            : std::min(n_history, static_cast<size_t>(p.repeat_last_n));
-  for (size_t i = n_history - window; i < n_history; ++i) {
+  if (!penalty_on(p, history)) return;
+  for (size_t i = n_history - penalty_window(p, n_history); i < n_history; ++i) {
     const int32_t tok = history[i];
     if (tok < 0 || tok >= n_vocab) continue;
-    const float l = sanitize(logits[tok]);
-    values[tok] = l > 0.0f ? l / penalty : l * penalty;
+    values[tok] = penalised(sanitize(logits[tok]), p.repeat_penalty);
   }
 }
 
@@ -330,6 +338,11 @@ int32_t Sampler::sample(const float *logits, const SamplerParams &params,
 // Top-k path: only k candidates are ordered and weighed.
 size_t Sampler::keep_top_k(size_t k, const SamplerParams &params) {
   select_top_k(probs_, static_cast<size_t>(vocab_size_), k, ids_);
+  return weigh_top_k(k, params);
+}
+
+// ids_[0, k): the k best, best first, with their values in probs_.
+size_t Sampler::weigh_top_k(size_t k, const SamplerParams &params) {
   const double total = to_weights(ids_, k, probs_[ids_[0]], params.temperature, probs_);
   if (!(total > 0.0)) return 1;  // every logit -inf: the first (lowest id) one
   const Cutoffs c = make_cutoffs(params, total);
@@ -361,6 +374,52 @@ size_t Sampler::keep_full(size_t n_vocab, const SamplerParams &params) {
   // Without top-p, id order is as canonical as any for the draw.
   if (!(c.mass < std::numeric_limits<double>::infinity())) return m;
   return sort_and_cut(ids_, m, probs_, c);
+}
+
+// The penalty only lowers a logit when it is at least 1, so the best k after
+// it are among the best k + (tokens in the window) before it: a token that
+// ends among the best k has fewer than k others above it that the penalty
+// did not touch, and at most the window's tokens above it that it did.
+size_t Sampler::candidates_needed(const SamplerParams &params, size_t n_history) const {
+  const size_t vocab = static_cast<size_t>(std::max<int32_t>(vocab_size_, 0));
+  size_t k = 0;
+  if (!(params.temperature > 0.0f))
+    k = 1;
+  else if (params.top_k > 0 && params.top_k < vocab_size_)
+    k = static_cast<size_t>(params.top_k);
+  if (k == 0) return 0;
+  // A history pointer is all penalty_on() asks about the history itself.
+  const int32_t any = 0;
+  if (penalty_on(params, &any)) {
+    if (params.repeat_penalty < 1.0f) return 0;
+    k += penalty_window(params, n_history);
+  }
+  return std::min(k, vocab);
+}
+
+int32_t Sampler::sample_candidates(const int32_t *ids, const float *logits, size_t n, const SamplerParams &params,
+                                   const int32_t *history, size_t n_history) {
+  if (vocab_size_ <= 0 || n == 0) return -1;
+  // probs_ holds values only at the candidates' ids.
+  for (size_t j = 0; j < n; ++j) {
+    ids_[j] = ids[j];
+    probs_[ids[j]] = sanitize(logits[j]);
+  }
+  if (penalty_on(params, history)) {
+    // Penalised once per token, from its logit, as copy_with_penalty does.
+    std::sort(ids_, ids_ + n);
+    for (size_t i = n_history - penalty_window(params, n_history); i < n_history; ++i) {
+      const int32_t tok = history[i];
+      const int32_t *at = std::lower_bound(ids_, ids_ + n, tok);
+      if (at == ids_ + n || *at != tok) continue;  // not a candidate: it cannot be drawn
+      const size_t j = static_cast<size_t>(std::find(ids, ids + n, tok) - ids);
+      probs_[tok] = penalised(sanitize(logits[j]), params.repeat_penalty);
+    }
+  }
+  std::sort(ids_, ids_ + n, ByValueDesc{probs_});
+  if (!(params.temperature > 0.0f)) return ids_[0];
+  const size_t k = std::min(n, static_cast<size_t>(params.top_k));
+  return draw(weigh_top_k(k, params));
 }
 
 // One draw from the weights of ids_[0, n), walked in that order.

@@ -48,10 +48,22 @@ class Sampler {
   int32_t sample(const float *logits, const SamplerParams &params,
                  const int32_t *history, size_t n_history);
 
+  // How many of the best logits (before the penalty) sample_candidates needs
+  // to draw exactly what sample() draws from the whole row, or 0 where it
+  // needs the whole row (no top-k, or a penalty below 1, which can lift a
+  // token from anywhere). n_history as for sample().
+  size_t candidates_needed(const SamplerParams &params, size_t n_history) const;
+  // sample() given only the candidates_needed() best logits of the row (ids
+  // and their logits, in any order): the same token, and the same state of
+  // the generator after it.
+  int32_t sample_candidates(const int32_t *ids, const float *logits, size_t n, const SamplerParams &params,
+                            const int32_t *history, size_t n_history);
+
  private:
   // Stages of sample() after the penalty; each leaves the kept candidates in
   // ids_[0, n) with their unnormalised weights in probs_[id] and returns n.
   size_t keep_top_k(size_t k, const SamplerParams &params);
+  size_t weigh_top_k(size_t k, const SamplerParams &params);
   size_t keep_full(size_t n_vocab, const SamplerParams &params);
   int32_t draw(size_t n);
 

@@ -210,7 +210,7 @@ Session::Session(const Model &model, const SessionOptions &options, const Sessio
     n_past_ = prefix->n_past_;
     if (const float *l = prefix->logits()) {
       std::memcpy(logits_, l, static_cast<size_t>(dm.vocab) * sizeof(float));
-      n_logits_valid_ = 1;
+      set_host_logits(1);
       last_eval_n_ = 1;
     }
   }
@@ -224,7 +224,7 @@ Session::~Session() {
 void Session::reset() {
   kv_->truncate(n_past_, 0);
   n_past_ = 0;
-  n_logits_valid_ = 0;
+  set_host_logits(0);
   last_eval_n_ = 0;
   sampler_seeded = false;
   stop_reason = 0;
@@ -237,12 +237,12 @@ void Session::truncate(int64_t n) {
   if (n == n_past_) return;
   kv_->truncate(n_past_, n);
   n_past_ = n;
-  n_logits_valid_ = 0;
+  set_host_logits(0);
   last_eval_n_ = 0;
 }
 
 bool Session::ensure_logits() {
-  if (logits()) return true;
+  if (has_logits()) return true;
   if (n_past_ == 0) return false;
   const int32_t last = tokens_[n_past_ - 1];
   truncate(n_past_ - 1);
@@ -290,8 +290,16 @@ void Session::shift(int64_t need) {
   ++n_shifts_;
 }
 
+const float *Session::host_logits() const {
+  if (logits_pending_) {
+    backend_.read(logits_dev_.slice_rows(0, n_logits_valid_), logits_);
+    logits_pending_ = false;
+  }
+  return logits_;
+}
+
 const float *Session::logits() const {
-  return n_logits_valid_ > 0 ? logits_ + (n_logits_valid_ - 1) * model_.hparams().vocab_size : nullptr;
+  return n_logits_valid_ > 0 ? host_logits() + (n_logits_valid_ - 1) * model_.hparams().vocab_size : nullptr;
 }
 
 const float *Session::logits_at(int64_t i) const {
@@ -300,7 +308,22 @@ const float *Session::logits_at(int64_t i) const {
   // Only the last chunk's rows are kept: they are the last n_logits_valid_ tokens.
   int64_t first_kept = last_eval_n_ - n_logits_valid_;
   if (i < first_kept || i >= last_eval_n_) return nullptr;
-  return logits_ + (i - first_kept) * model_.hparams().vocab_size;
+  return host_logits() + (i - first_kept) * model_.hparams().vocab_size;
+}
+
+int32_t Session::sample(const SamplerParams &params) {
+  if (!has_logits()) fail_argument("no logits: evaluate tokens first");
+  const int64_t n_history = std::min<int64_t>(n_past_, std::max(params.repeat_last_n, 0));
+  const int32_t *history = tokens_ + n_past_ - n_history;
+  const size_t n = sampler_->candidates_needed(params, static_cast<size_t>(n_history));
+  if (logits_pending_ && n > 0 && n <= kMaxSampleCandidates) {
+    int32_t ids[kMaxSampleCandidates];
+    float values[kMaxSampleCandidates];
+    const Act row = logits_dev_.slice_rows(n_logits_valid_ - 1, 1);
+    if (backend_.top_candidates(row.data, row.cols, static_cast<int>(n), ids, values))
+      return sampler_->sample_candidates(ids, values, n, params, history, static_cast<size_t>(n_history));
+  }
+  return sampler_->sample(logits(), params, history, static_cast<size_t>(n_history));
 }
 
 namespace {
@@ -323,7 +346,7 @@ void Session::eval(const int32_t *tokens, size_t n, bool cancellable) {
       fail(LLM_ERR_CONTEXT_FULL, "cannot evaluate " + std::to_string(n) + " tokens: the context holds " +
                                      std::to_string(n_past_) + " of " + std::to_string(mem_.n_ctx));
   }
-  n_logits_valid_ = 0;
+  set_host_logits(0);
   last_eval_n_ = static_cast<int64_t>(n);
   for (size_t done = 0; done < n;) {
     if (cancellable && cancelled()) fail(LLM_ERR_CANCELLED, "evaluation cancelled");
@@ -336,9 +359,9 @@ void Session::eval(const int32_t *tokens, size_t n, bool cancellable) {
     n_past_ += chunk;
     done += chunk;
     if (last_chunk) {
-      int64_t rows = mem_.n_logits > 1 ? chunk : 1;
-      backend_.read(logits_dev_.slice_rows(0, rows), logits_);
-      n_logits_valid_ = rows;
+      // The logits stay in backend memory until asked for (host_logits).
+      n_logits_valid_ = mem_.n_logits > 1 ? chunk : 1;
+      logits_pending_ = true;
     }
   }
 }
@@ -367,6 +390,11 @@ void Session::decode_batch(Session *const *sessions, const int32_t *tokens, size
     lead.segments_[i] = Segment{&s, static_cast<int64_t>(i), 1, s.n_past_};
   }
   lead.forward(tokens, static_cast<int64_t>(n), lead.segments_, n, true, false);
+  if (n == 1) {  // one segment: its logits are in the session's own buffer, as after eval
+    lead.n_logits_valid_ = 1;
+    lead.logits_pending_ = true;
+    lead.last_eval_n_ = 1;
+  }
   for (size_t i = 0; i < n; ++i) {
     Session &s = *sessions[i];
     s.tokens_[s.n_past_] = tokens[i];

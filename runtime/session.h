@@ -84,8 +84,16 @@ class Session {
   // cancellable=false ignores cancel() (used for tokens already delivered).
   // With the Shift policy, a full context is shifted to make room.
   void eval(const int32_t *tokens, size_t n, bool cancellable = true);
+  // Logits of the last eval, in host memory. They stay in backend memory
+  // until first asked for (the sampler may not need them there: sample).
   const float *logits() const;              // last position, or nullptr
   const float *logits_at(int64_t i) const;  // i-th token of the last eval
+  bool has_logits() const { return n_logits_valid_ > 0; }
+  // Draws the next token from the last position's logits (has_logits()),
+  // penalising the last repeat_last_n tokens of the context. Where the
+  // backend can select the sampler's candidates in its own memory, only
+  // those are read (the draw is the same as from the whole row).
+  int32_t sample(const SamplerParams &params);
   void reset();
   // Keeps the first n tokens (n <= n_tokens()); logits become unavailable
   // until the next eval (ensure_logits re-evaluates the last token).
@@ -165,7 +173,14 @@ class Session {
   std::unique_ptr<Sampler> sampler_;
   std::unique_ptr<TextStream> stream_;
   int64_t n_past_ = 0;
-  int64_t n_logits_valid_ = 0;  // rows of logits_ holding results of the last eval
+  int64_t n_logits_valid_ = 0;  // rows of logits holding results of the last eval
+  // Those rows are still only in logits_dev_ (logits() copies them).
+  mutable bool logits_pending_ = false;
+  void set_host_logits(int64_t rows) {
+    n_logits_valid_ = rows;
+    logits_pending_ = false;
+  }
+  const float *host_logits() const;
   int64_t last_eval_n_ = 0;     // tokens in the last eval call
   uint64_t n_shifts_ = 0;
   std::atomic<bool> cancel_{false};

@@ -143,7 +143,7 @@ void Session::restore_state(const uint8_t *data, size_t size) {
   const int64_t n = static_cast<int64_t>(hdr.n_tokens);
   kv_->truncate(n_past_, 0);
   n_past_ = 0;
-  n_logits_valid_ = 0;
+  set_host_logits(0);
   last_eval_n_ = 0;
   kv_->prepare_write(0, n);
   std::memcpy(tokens_, p, static_cast<size_t>(n) * sizeof(int32_t));
@@ -159,7 +159,7 @@ void Session::restore_state(const uint8_t *data, size_t size) {
                        static_cast<size_t>(run) * row_bytes, runs);
   });
   n_past_ = n;
-  n_logits_valid_ = hdr.has_logits ? 1 : 0;
+  set_host_logits(hdr.has_logits ? 1 : 0);
   last_eval_n_ = n_logits_valid_;
   sampler_seeded = false;
 }

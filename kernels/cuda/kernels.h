@@ -137,7 +137,13 @@ void attention(const KvLayer &kv, const int32_t *staging, int seg, const float *
 void kv_shift(const KvLayer &layer0, int64_t n_layers, int64_t layer_stride, const int32_t *pages,
               int64_t dst, int64_t src, int64_t n, const float *cos, const float *sin, cudaStream_t s);
 
-// Index of the largest of n floats (the first on ties) into *out.
-void argmax(const float *x, int64_t n, int32_t *out, cudaStream_t s);
+// ---- sampling -----------------------------------------------------------------
+// The n best entries of x[0, count) (1 <= n <= min(count, kMaxTopCandidates)),
+// in the host sampler's order (runtime/sampler.cpp): larger value first, NaN
+// as -inf, +inf as the largest float, equal values by lower index. Their
+// indices and values (as in x) go to ids / values (device) in no particular
+// order.
+constexpr int kMaxTopCandidates = 256;
+void top_candidates(const float *x, int64_t count, int n, int32_t *ids, float *values, cudaStream_t s);
 
 }  // namespace llm::cuda

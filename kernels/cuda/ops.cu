@@ -1,6 +1,9 @@
 // Element-wise and row kernels: embedding lookup, RMSNorm, SwiGLU, residual
-// add, input preparation for the products, weight dequantization, argmax.
+// add, input preparation for the products, weight dequantization, sampling
+// candidates.
 #include <cfloat>
+
+#include <cub/block/block_scan.cuh>
 
 #include "kernels/cuda/common.cuh"
 
@@ -210,26 +213,79 @@ __global__ void add_bias_kernel(float *out, int64_t ldo, const float *bias, int6
     out[r * ldo + c] += bias[c];
 }
 
-__global__ void argmax_kernel(const float *x, int64_t n, int32_t *out) {
+// Sampling candidates. Keys that order the floats as the host sampler does:
+// NaN as -inf, +inf as the largest float, -0 equal to +0; a larger key is a
+// better value, and equal keys go by index.
+__device__ __forceinline__ uint32_t order_key(float v) {
+  if (v != v) v = -INFINITY;
+  if (v > FLT_MAX) v = FLT_MAX;
+  if (v == 0.0f) v = 0.0f;
+  const uint32_t u = __float_as_uint(v);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+constexpr int kTopThreads = 1024;
+
+// One block. A radix select finds the key of the n-th best entry one byte at
+// a time (most significant first), counting the keys that still share the
+// prefix found so far; then every entry above that key is taken, and of the
+// entries equal to it the lowest indices, through a scan over contiguous
+// chunks of the row.
+__global__ void __launch_bounds__(kTopThreads) top_candidates_kernel(const float *x, int64_t count, int n,
+                                                                     int32_t *ids, float *values) {
+  using Scan = cub::BlockScan<uint32_t, kTopThreads>;
+  __shared__ typename Scan::TempStorage scan;
+  __shared__ uint32_t hist[256];
+  __shared__ uint32_t found_prefix, found_remaining, next_slot;
   pdl_begin();
-  __shared__ float best_v[32];
-  __shared__ int64_t best_i[32];
-  float v = -FLT_MAX;
-  int64_t idx = n;
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
-    if (x[i] > v) v = x[i], idx = i;
-  for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, v, o);
-    const int64_t oi = __shfl_xor_sync(0xffffffffu, idx, o);
-    if (ov > v || (ov == v && oi < idx)) v = ov, idx = oi;
+  uint32_t prefix = 0, mask = 0, remaining = static_cast<uint32_t>(n);
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    if (threadIdx.x < 256) hist[threadIdx.x] = 0;
+    __syncthreads();
+    for (int64_t i = threadIdx.x; i < count; i += kTopThreads) {
+      const uint32_t k = order_key(x[i]);
+      if ((k & mask) == prefix) atomicAdd(&hist[(k >> shift) & 255u], 1u);
+    }
+    __syncthreads();
+    // Thread t counts digit 255 - t: the inclusive sum is the number of keys
+    // whose digit is that one or larger.
+    const uint32_t c = threadIdx.x < 256 ? hist[255 - threadIdx.x] : 0;
+    uint32_t incl = 0;
+    Scan(scan).InclusiveSum(c, incl);
+    const uint32_t above = incl - c;
+    if (threadIdx.x < 256 && above < remaining && remaining <= incl) {
+      found_prefix = prefix | ((255u - threadIdx.x) << shift);
+      found_remaining = remaining - above;
+    }
+    __syncthreads();
+    prefix = found_prefix;
+    remaining = found_remaining;
+    mask |= 255u << shift;
   }
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  if (lane == 0) best_v[warp] = v, best_i[warp] = idx;
+  // prefix: the n-th best key; `remaining` entries equal to it are taken.
+  const uint32_t above = static_cast<uint32_t>(n) - remaining;
+  if (threadIdx.x == 0) next_slot = 0;
   __syncthreads();
-  if (threadIdx.x == 0) {
-    for (int w = 1; w < static_cast<int>(blockDim.x >> 5); ++w)
-      if (best_v[w] > v || (best_v[w] == v && best_i[w] < idx)) v = best_v[w], idx = best_i[w];
-    *out = static_cast<int32_t>(idx < n ? idx : 0);
+  for (int64_t i = threadIdx.x; i < count; i += kTopThreads) {
+    const float v = x[i];
+    if (order_key(v) > prefix) {
+      const uint32_t slot = atomicAdd(&next_slot, 1u);
+      ids[slot] = static_cast<int32_t>(i);
+      values[slot] = v;
+    }
+  }
+  const int64_t chunk = (count + kTopThreads - 1) / kTopThreads;
+  const int64_t begin = threadIdx.x * chunk, end = begin + chunk < count ? begin + chunk : count;
+  uint32_t equal = 0;
+  for (int64_t i = begin; i < end; ++i) equal += order_key(x[i]) == prefix;
+  uint32_t rank = 0;
+  Scan(scan).ExclusiveSum(equal, rank);
+  for (int64_t i = begin; i < end && rank < remaining; ++i) {
+    const float v = x[i];
+    if (order_key(v) != prefix) continue;
+    ids[above + rank] = static_cast<int32_t>(i);
+    values[above + rank] = v;
+    ++rank;
   }
 }
 
@@ -310,8 +366,8 @@ void add_bias(float *out, int64_t ldo, const float *bias, int64_t rows, int64_t 
   LLM_CUDA_LAUNCH_CHECK();
 }
 
-void argmax(const float *x, int64_t n, int32_t *out, cudaStream_t s) {
-  launch(argmax_kernel, 1, 1024, s, x, n, out);
+void top_candidates(const float *x, int64_t count, int n, int32_t *ids, float *values, cudaStream_t s) {
+  launch(top_candidates_kernel, 1, kTopThreads, s, x, count, n, ids, values);
   LLM_CUDA_LAUNCH_CHECK();
 }
 

@@ -10,6 +10,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <utility>
+#include <random>
+#include <cstring>
+#include <cfloat>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -23,6 +27,7 @@
 #include "llm.h"
 #include "tests/common/greedy.h"
 #include "tests/common/handles.h"
+#include "kernels/cuda/kernels.h"
 #include "runtime/backend_cuda.h"
 #include "runtime/model.h"
 #include "runtime/session.h"
@@ -418,9 +423,11 @@ TEST(CudaMemory, DecodeAllocatesNothingAndReplaysGraphs) {
   ASSERT_TRUE(llm::cuda_backend_stats(model->backend(), &before));
   size_t free_before = 0, free_after = 0, total = 0;
   ASSERT_EQ(cudaMemGetInfo(&free_before, &total), cudaSuccess);
+  // Sampling on the device (top-k with the penalty) allocates nothing either.
+  llm::SamplerParams sp;
+  sp.repeat_penalty = 1.1f;
   for (int i = 0; i < 32; ++i) {
-    const float *l = s.logits();
-    t = static_cast<int32_t>(std::max_element(l, l + model->hparams().vocab_size) - l);
+    t = s.sample(sp);
     s.eval(&t, 1);
   }
   ASSERT_EQ(cudaMemGetInfo(&free_after, &total), cudaSuccess);
@@ -445,6 +452,114 @@ TEST(CudaMemory, DecodeAllocatesNothingAndReplaysGraphs) {
   EXPECT_EQ(after.graph_captures, before.graph_captures);
   EXPECT_EQ(after.graph_launches, before.graph_launches + 32);
   EXPECT_EQ(free_after, free_before);
+}
+
+// The n best of a row in the host sampler's order (tests/unit/sampler_test.cpp
+// has the same rule): sorted ids, and the values bit for bit.
+std::vector<std::pair<int32_t, uint32_t>> best_of_row(const std::vector<float> &row, int n) {
+  auto key = [](float v) { return v != v ? -INFINITY : std::min(v, FLT_MAX); };
+  std::vector<int32_t> order(row.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int32_t>(i);
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return key(row[a]) > key(row[b]); });
+  std::vector<std::pair<int32_t, uint32_t>> out;
+  for (int i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, &row[order[i]], 4);
+    out.emplace_back(order[i], bits);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// The device's candidate selection against the host rule over rows built to
+// trip it: random, a few values shared by thousands of entries, all equal,
+// non-finite values and both zeros, sizes from 1 to 150,000, n from 1 to 256.
+TEST(CudaSampling, TopCandidatesMatchTheHostOrder) {
+  REQUIRE_GPU();
+  std::mt19937 gen(3);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  float *dx = nullptr;
+  int32_t *dids = nullptr;
+  float *dvals = nullptr;
+  const int64_t max_count = 150000;
+  ASSERT_EQ(cudaMalloc(&dx, max_count * sizeof(float)), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&dids, llm::cuda::kMaxTopCandidates * sizeof(int32_t)), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&dvals, llm::cuda::kMaxTopCandidates * sizeof(float)), cudaSuccess);
+  int rows = 0;
+  for (int64_t count : {int64_t{1}, int64_t{7}, int64_t{300}, int64_t{32000}, int64_t{128256}, max_count}) {
+    for (int variant = 0; variant < 4; ++variant) {
+      std::vector<float> row(static_cast<size_t>(count));
+      for (float &v : row) v = normal(gen);
+      if (variant == 1)
+        for (float &v : row) v = std::round(v);  // about 20 distinct values
+      if (variant == 2) std::fill(row.begin(), row.end(), 1.5f);
+      if (variant == 3)
+        for (size_t i = 0; i < row.size(); i += 97) {
+          const float special[] = {NAN, INFINITY, -INFINITY, -0.0f, 0.0f, FLT_MAX, -FLT_MAX};
+          row[i] = special[(i / 97) % 7];
+        }
+      ASSERT_EQ(cudaMemcpy(dx, row.data(), row.size() * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
+      for (int n : {1, 2, 40, 104, 256}) {
+        if (n > count) continue;
+        llm::cuda::top_candidates(dx, count, n, dids, dvals, nullptr);
+        std::vector<int32_t> ids(n);
+        std::vector<float> vals(n);
+        ASSERT_EQ(cudaMemcpy(ids.data(), dids, n * sizeof(int32_t), cudaMemcpyDeviceToHost), cudaSuccess);
+        ASSERT_EQ(cudaMemcpy(vals.data(), dvals, n * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
+        std::vector<std::pair<int32_t, uint32_t>> got;
+        for (int i = 0; i < n; ++i) {
+          uint32_t bits;
+          std::memcpy(&bits, &vals[i], 4);
+          got.emplace_back(ids[i], bits);
+        }
+        std::sort(got.begin(), got.end());
+        ASSERT_EQ(got, best_of_row(row, n)) << "count " << count << " variant " << variant << " n " << n;
+        ++rows;
+      }
+    }
+  }
+  cudaFree(dx);
+  cudaFree(dids);
+  cudaFree(dvals);
+  std::printf("[ metric ] device sampling candidates: %d selections equal to the host order\n", rows);
+}
+
+// llm_session_sample with the logits left on the device (only the candidates
+// cross) draws what it draws from the whole row on the host: two sessions
+// run the same prompt and seed, one reading its logits before each draw
+// (which puts them on the host, where the sampler reads the whole row),
+// greedy and top-k with the penalty, 48 tokens each.
+TEST(CudaSampling, DeviceCandidatesDrawWhatTheHostDraws) {
+  REQUIRE_GPU();
+  const std::string path = default_model("int4", "--weights int4 --group-size 128 --asymmetric --no-search");
+  REQUIRE_FILE(path);
+  ModelPtr m = load(path, "cuda");
+  ASSERT_TRUE(m);
+  const std::vector<llm_token> ids = tokenize(m.get(), kPrompt);
+  int compared = 0;
+  for (const float temperature : {0.0f, 1.0f}) {
+    llm_generate_params gp;
+    llm_generate_params_init(&gp);
+    gp.temperature = temperature;
+    gp.top_k = 40;
+    gp.repeat_penalty = 1.3f;
+    gp.repeat_last_n = 64;
+    gp.seed = 5;
+    SessionPtr dev = session(m.get(), 256, false), host = session(m.get(), 256, false);
+    ASSERT_EQ(llm_session_eval(dev.get(), ids.data(), ids.size()), LLM_OK);
+    ASSERT_EQ(llm_session_eval(host.get(), ids.data(), ids.size()), LLM_OK);
+    for (int i = 0; i < 48; ++i) {
+      llm_token a = -1, b = -1;
+      ASSERT_EQ(llm_session_sample(dev.get(), &gp, &a), LLM_OK) << llm_last_error();
+      ASSERT_NE(llm_session_logits(host.get()), nullptr) << llm_last_error();
+      ASSERT_EQ(llm_session_sample(host.get(), &gp, &b), LLM_OK) << llm_last_error();
+      ASSERT_EQ(a, b) << "temperature " << temperature << ", token " << i;
+      ASSERT_EQ(llm_session_eval(dev.get(), &a, 1), LLM_OK);
+      ASSERT_EQ(llm_session_eval(host.get(), &b, 1), LLM_OK);
+      ++compared;
+    }
+  }
+  std::printf("[ metric ] sampling from device candidates: %d tokens equal to host sampling\n", compared);
 }
 
 // tiny-llama-code bf16 on the GPU: greedy continuations equal the Hugging

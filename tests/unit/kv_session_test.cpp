@@ -473,6 +473,11 @@ TEST_F(KvSessionTest, BatchedDecodeMatchesSessionsRunAlone) {
         EXPECT_LT(max_rel_diff(llm_session_logits(batch[i]), llm_session_logits(alone[i])), 1e-5) << i;
       }
     }
+    // A batch of one session is a decode step of that session.
+    const llm_token one = 42;
+    ASSERT_EQ(llm_decode_batch(batch.data(), &one, 1), LLM_OK) << llm_last_error();
+    ASSERT_EQ(llm_session_eval(alone[0], &one, 1), LLM_OK);
+    EXPECT_LT(max_rel_diff(llm_session_logits(batch[0]), llm_session_logits(alone[0])), 1e-5);
     // Misuse is refused before anything is evaluated.
     llm_token two[2] = {5, 6};
     llm_session *dup[2] = {batch[0], batch[0]};
@@ -483,7 +488,7 @@ TEST_F(KvSessionTest, BatchedDecodeMatchesSessionsRunAlone) {
     EXPECT_EQ(llm_decode_batch(batch.data(), bad, 2), LLM_ERR_INVALID_TOKEN);
     size_t n0 = 0;
     ASSERT_EQ(llm_session_n_tokens(batch[0], &n0), LLM_OK);
-    EXPECT_EQ(n0, 16u);
+    EXPECT_EQ(n0, 17u);
     for (llm_session *s : batch) llm_session_free(s);
     for (llm_session *s : alone) llm_session_free(s);
   }

@@ -338,6 +338,118 @@ TEST(Sampler, RepetitionPenaltyChangesArgmax) {
   EXPECT_EQ(f.sampler.sample(pos.data(), p, bad, 3), 0);
 }
 
+// The n best ids of a row in the sampler's order (NaN as -inf, +inf as the
+// largest float, equal values by lower id), shuffled: what a backend's
+// top_candidates returns.
+void best_of_row(const std::vector<float> &logits, size_t n, std::mt19937 &gen, std::vector<int32_t> &ids,
+                 std::vector<float> &values) {
+  auto key = [](float v) {
+    if (v != v) return -std::numeric_limits<float>::infinity();
+    return std::min(v, std::numeric_limits<float>::max());
+  };
+  std::vector<int32_t> order(logits.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int32_t>(i);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int32_t a, int32_t b) { return key(logits[a]) > key(logits[b]); });
+  order.resize(n);
+  std::shuffle(order.begin(), order.end(), gen);
+  ids = order;
+  values.clear();
+  for (int32_t id : ids) values.push_back(logits[id]);
+}
+
+// sample_candidates, given the candidates_needed() best entries, draws the
+// same tokens as sample() over the whole row, draw after draw (so the
+// generator moves the same way): greedy and top-k, with and without the
+// penalty, over rows with many equal values and non-finite ones.
+TEST(Sampler, CandidatesDrawWhatTheWholeRowDraws) {
+  std::mt19937 gen(7);
+  const float inf = std::numeric_limits<float>::infinity();
+  struct Case {
+    float temperature;
+    int32_t top_k;
+    float top_p, min_p, penalty;
+    int32_t window;
+  };
+  const Case cases[] = {{0.0f, 40, 0.95f, 0.05f, 1.0f, 64},  {0.0f, 0, 1.0f, 0.0f, 1.3f, 64},
+                        {0.8f, 40, 0.95f, 0.05f, 1.0f, 64},  {0.8f, 40, 0.95f, 0.05f, 1.1f, 64},
+                        {1.5f, 1, 1.0f, 0.0f, 1.2f, 16},     {1.5f, 100, 1.0f, 0.0f, 1.5f, 128},
+                        {2.0f, 10, 0.5f, 0.0f, 1.05f, 500}};
+  int compared = 0;
+  for (int32_t vocab : {50, 3000, 32000}) {
+    for (int variant = 0; variant < 3; ++variant) {
+      std::vector<float> logits = random_logits(vocab, 100 + variant, 2.0f);
+      if (variant == 1)  // many equal values
+        for (float &v : logits) v = std::round(v * 2.0f) / 2.0f;
+      if (variant == 2) {  // non-finite values and both zeros among the best
+        logits[3] = std::nanf("");
+        logits[5] = inf;
+        logits[vocab - 1] = inf;
+        logits[7] = -inf;
+        logits[9] = -0.0f;
+        logits[11] = 0.0f;
+      }
+      // A history of tokens from the head of the row (where the penalty
+      // matters), repeats and ids the sampler ignores.
+      std::vector<int32_t> history;
+      for (int i = 0; i < 200; ++i) history.push_back(static_cast<int32_t>(gen() % std::min(vocab, 60)));
+      history.push_back(-1);
+      history.push_back(vocab + 5);
+      for (const Case &c : cases) {
+        SamplerParams p;
+        p.temperature = c.temperature;
+        p.top_k = c.top_k;
+        p.top_p = c.top_p;
+        p.min_p = c.min_p;
+        p.repeat_penalty = c.penalty;
+        p.repeat_last_n = c.window;
+        const size_t n_history = std::min(history.size(), static_cast<size_t>(c.window));
+        const int32_t *h = history.data() + history.size() - n_history;
+        Fixture whole(vocab), part(vocab);
+        const size_t n = part.sampler.candidates_needed(p, n_history);
+        if (n == 0) {  // top-k as large as the vocabulary is no top-k
+          EXPECT_GE(c.top_k, vocab);
+          continue;
+        }
+        ASSERT_LE(n, static_cast<size_t>(vocab));
+        std::vector<int32_t> ids;
+        std::vector<float> values;
+        best_of_row(logits, n, gen, ids, values);
+        whole.sampler.seed(99);
+        part.sampler.seed(99);
+        for (int draw = 0; draw < 20; ++draw) {
+          const int32_t a = whole.sampler.sample(logits.data(), p, h, n_history);
+          const int32_t b = part.sampler.sample_candidates(ids.data(), values.data(), n, p, h, n_history);
+          ASSERT_EQ(a, b) << "vocab " << vocab << " variant " << variant << " top_k " << c.top_k
+                          << " temperature " << c.temperature << " penalty " << c.penalty << " draw " << draw;
+          ++compared;
+        }
+      }
+    }
+  }
+  std::printf("[ metric ] sampling from the best candidates: %d draws equal to whole-row draws\n", compared);
+}
+
+// The rows sample_candidates cannot stand in for.
+TEST(Sampler, CandidatesNeededIsZeroWhereTheWholeRowCounts) {
+  Fixture f(100);
+  SamplerParams p;  // top_k 40, temperature 0.8
+  p.repeat_penalty = 1.0f;
+  EXPECT_EQ(f.sampler.candidates_needed(p, 10), 40u);
+  p.repeat_penalty = 1.1f;
+  p.repeat_last_n = 64;
+  EXPECT_EQ(f.sampler.candidates_needed(p, 10), 50u);  // only the tokens in the window count
+  p.repeat_penalty = 0.9f;  // raises repeated tokens from anywhere in the row
+  EXPECT_EQ(f.sampler.candidates_needed(p, 10), 0u);
+  p.repeat_penalty = 1.0f;
+  p.top_k = 0;  // the softmax spans the row
+  EXPECT_EQ(f.sampler.candidates_needed(p, 10), 0u);
+  p.top_k = 100;  // as large as the vocabulary: no top-k
+  EXPECT_EQ(f.sampler.candidates_needed(p, 10), 0u);
+  p.temperature = 0.0f;  // greedy: the best one
+  EXPECT_EQ(f.sampler.candidates_needed(p, 10), 1u);
+}
+
 TEST(Sampler, LogitsAreNotModified) {
   const int32_t vocab = 3000;
   const auto logits = random_logits(vocab, 21);
