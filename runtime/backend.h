@@ -62,6 +62,7 @@ struct Act {
 // (embed, rope, rope_store_kv, store_kv, attention) are then given pointers
 // into these arrays and sequences of these segments.
 struct StepSegment {
+  const void *owner;  // backend block of the segment's session (its logits, scratch)
   const KvSequence *kv;
   int64_t row0, n, pos0;
 };

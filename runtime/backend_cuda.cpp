@@ -170,7 +170,7 @@ class CudaBackend final : public Backend {
     if (!p) return;
     std::lock_guard<std::recursive_mutex> lock(mu_);
     cudaStreamSynchronize(stream_);
-    drop_graphs([p](const Graph &g) { return g.owner == p || g.pool == p; });
+    drop_graphs([p](const Graph &g) { return g.uses(p); });
     cudaFree(p);
   }
 
@@ -211,11 +211,12 @@ class CudaBackend final : public Backend {
     prepared_ = Prepared{};
     check(cudaStreamSynchronize(stream_), "waiting for the previous step");
     pack(step);
-    const bool decode = step.n == 1 && step.n_segments == 1;
+    // A decode step: one row per session, for one session or a batch that
+    // the GEMV kernels take whole.
+    const bool decode = step.n == static_cast<int64_t>(step.n_segments) && step.n <= cuda::kGemvMaxRows;
     if (decode) {
       for (const Graph &g : graphs_)
-        if (g.owner == step.owner && g.kv == step.segments[0].kv && g.pool == step.segments[0].kv->pool().base() &&
-            g.bytes == packed_bytes_ && g.generation == generation_) {
+        if (g.matches(step, packed_bytes_, generation_)) {
           check(cudaGraphLaunch(g.exec, stream_), "replaying the decode step");
           ++stats_.graph_launches;
           return true;
@@ -251,8 +252,7 @@ class CudaBackend final : public Backend {
       cudaGraphExecDestroy(graphs_.front().exec);
       graphs_.erase(graphs_.begin());
     }
-    const StepSegment &sg = step_.segments[0];
-    graphs_.push_back(Graph{step_.owner, sg.kv, sg.kv->pool().base(), packed_bytes_, generation_, exec});
+    graphs_.push_back(Graph::of(step_, packed_bytes_, generation_, exec));
     ++stats_.graph_captures;
     check(cudaGraphLaunch(exec, stream_), "running the decode step");
     ++stats_.graph_launches;
@@ -417,13 +417,43 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  // A recorded decode step: the sessions (backend blocks), KV sequences and
+  // KV pools of its segments, in order, and the layout of its inputs.
   struct Graph {
     const void *owner;
-    const KvSequence *kv;
-    const void *pool;
+    size_t n_segments;
+    const void *owners[cuda::kGemvMaxRows];
+    const KvSequence *kvs[cuda::kGemvMaxRows];
+    const void *pools[cuda::kGemvMaxRows];
     size_t bytes;
     uint64_t generation;
     cudaGraphExec_t exec;
+
+    static Graph of(const Step &step, size_t bytes, uint64_t generation, cudaGraphExec_t exec) {
+      Graph g{step.owner, step.n_segments, {}, {}, {}, bytes, generation, exec};
+      for (size_t i = 0; i < step.n_segments; ++i) {
+        g.owners[i] = step.segments[i].owner;
+        g.kvs[i] = step.segments[i].kv;
+        g.pools[i] = step.segments[i].kv->pool().base();
+      }
+      return g;
+    }
+    bool matches(const Step &step, size_t packed_bytes, uint64_t gen) const {
+      if (owner != step.owner || n_segments != step.n_segments || bytes != packed_bytes || generation != gen)
+        return false;
+      for (size_t i = 0; i < n_segments; ++i)
+        if (owners[i] != step.segments[i].owner || kvs[i] != step.segments[i].kv ||
+            pools[i] != step.segments[i].kv->pool().base())
+          return false;
+      return true;
+    }
+    // Whether the graph reads or writes the backend block p.
+    bool uses(const void *p) const {
+      if (owner == p) return true;
+      for (size_t i = 0; i < n_segments; ++i)
+        if (owners[i] == p || pools[i] == p) return true;
+      return false;
+    }
   };
   // The last rmsnorm / silu_mul output and how it was left in scratch.
   struct Prepared {

@@ -48,7 +48,7 @@ void Session::forward(const int32_t *tokens, int64_t n, const Segment *segments,
   for (size_t s = 0; s < n_segments; ++s) {
     const Segment &sg = segments[s];
     compute_rope_tables(sg.row0, sg.pos0, sg.n);
-    step_segments_[s] = StepSegment{sg.session->kv_.get(), sg.row0, sg.n, sg.pos0};
+    step_segments_[s] = StepSegment{sg.session->backend_block_, sg.session->kv_.get(), sg.row0, sg.n, sg.pos0};
   }
   const Step step{backend_block_, tokens, n, rope_cos_, rope_sin_, half, step_segments_, n_segments};
   if (cancellable && cancelled()) fail(LLM_ERR_CANCELLED, "evaluation cancelled");
@@ -103,7 +103,8 @@ void Session::forward(const int32_t *tokens, int64_t n, const Segment *segments,
   }
   // Several sessions, one row each: the head runs over all rows at once (one
   // pass over its weights) in slices of the vocabulary small enough for the
-  // (now free) MLP buffer; each row's slice goes to its session's logits.
+  // (now free) MLP buffer; each row's slice goes to its session's logits in
+  // backend memory (decode_batch marks them as an eval does).
   const int64_t vocab = h.vocab_size;
   Act normed = xb.slice_rows(0, n);
   be.rmsnorm(x, w.output_norm, h.rms_norm_eps, normed, mm_scratch_);
@@ -113,13 +114,11 @@ void Session::forward(const int32_t *tokens, int64_t n, const Segment *segments,
     const int64_t m = std::min(slice, vocab - v0);
     Act out{gate_.data, n, m, m};
     be.matmul(normed, w.output.rows_view(v0, m), nullptr, out, mm_scratch_);
-    for (int64_t i = 0; i < n; ++i) be.read(out.slice_rows(i, 1), segments[i].session->logits_ + v0);
+    for (int64_t i = 0; i < n; ++i)
+      be.copy(segments[i].session->logits_dev_.data + v0, out.data + i * out.stride,
+              static_cast<size_t>(m) * sizeof(float));
   }
   scope.end();
-  for (size_t i = 0; i < n_segments; ++i) {
-    segments[i].session->set_host_logits(1);
-    segments[i].session->last_eval_n_ = 1;
-  }
 }
 
 }  // namespace llm

@@ -390,15 +390,15 @@ void Session::decode_batch(Session *const *sessions, const int32_t *tokens, size
     lead.segments_[i] = Segment{&s, static_cast<int64_t>(i), 1, s.n_past_};
   }
   lead.forward(tokens, static_cast<int64_t>(n), lead.segments_, n, true, false);
-  if (n == 1) {  // one segment: its logits are in the session's own buffer, as after eval
-    lead.n_logits_valid_ = 1;
-    lead.logits_pending_ = true;
-    lead.last_eval_n_ = 1;
-  }
+  // Each session's logits are in its own backend buffer, as after an eval
+  // (also when the step was a replay).
   for (size_t i = 0; i < n; ++i) {
     Session &s = *sessions[i];
     s.tokens_[s.n_past_] = tokens[i];
     ++s.n_past_;
+    s.n_logits_valid_ = 1;
+    s.logits_pending_ = true;
+    s.last_eval_n_ = 1;
   }
 }
 

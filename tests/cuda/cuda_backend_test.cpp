@@ -402,7 +402,7 @@ TEST(CudaSessions, BatchShiftAndStateMatchCpu) {
 // Decoding allocates no device memory: after the first decode step (which
 // records the step as a CUDA graph), 32 more tokens leave the device's free
 // memory and the backend's allocation count unchanged, and each is one
-// graph replay.
+// graph replay; the same for the steps of a batch of sessions.
 TEST(CudaMemory, DecodeAllocatesNothingAndReplaysGraphs) {
   REQUIRE_GPU();
   const std::string path = default_model("int4", "--weights int4 --group-size 128 --asymmetric --no-search");
@@ -451,6 +451,38 @@ TEST(CudaMemory, DecodeAllocatesNothingAndReplaysGraphs) {
   EXPECT_EQ(after.device_allocs, before.device_allocs);
   EXPECT_EQ(after.graph_captures, before.graph_captures);
   EXPECT_EQ(after.graph_launches, before.graph_launches + 32);
+  EXPECT_EQ(free_after, free_before);
+
+  // A batch of 4 sessions at different lengths: its first step is recorded,
+  // every later one (16, sampling on the device) is one replay.
+  std::vector<std::unique_ptr<llm::Session>> owned;
+  std::vector<llm::Session *> batch;
+  for (size_t i = 0; i < 4; ++i) {
+    owned.push_back(std::make_unique<llm::Session>(*model, so));
+    owned.back()->eval(ids.data(), ids.size() - 3 * i);
+    batch.push_back(owned.back().get());
+  }
+  std::vector<int32_t> toks(batch.size(), ids[0]);
+  llm::Session::decode_batch(batch.data(), toks.data(), batch.size());
+  ASSERT_TRUE(llm::cuda_backend_stats(model->backend(), &before));
+  ASSERT_EQ(cudaMemGetInfo(&free_before, &total), cudaSuccess);
+  for (int step = 0; step < 16; ++step) {
+    for (size_t i = 0; i < batch.size(); ++i) toks[i] = batch[i]->sample(sp);
+    llm::Session::decode_batch(batch.data(), toks.data(), batch.size());
+  }
+  ASSERT_EQ(cudaMemGetInfo(&free_after, &total), cudaSuccess);
+  ASSERT_TRUE(llm::cuda_backend_stats(model->backend(), &after));
+  std::printf("[ metric ] 16 batched steps of 4 sessions: device allocations %llu -> %llu, graph launches %llu -> "
+              "%llu, captures %llu -> %llu\n",
+              static_cast<unsigned long long>(before.device_allocs),
+              static_cast<unsigned long long>(after.device_allocs),
+              static_cast<unsigned long long>(before.graph_launches),
+              static_cast<unsigned long long>(after.graph_launches),
+              static_cast<unsigned long long>(before.graph_captures),
+              static_cast<unsigned long long>(after.graph_captures));
+  EXPECT_EQ(after.device_allocs, before.device_allocs);
+  EXPECT_EQ(after.graph_captures, before.graph_captures);
+  EXPECT_EQ(after.graph_launches, before.graph_launches + 16);
   EXPECT_EQ(free_after, free_before);
 }
 
