@@ -63,8 +63,13 @@ int64_t as_int(const json &v, const std::string &what, int64_t lo, int64_t hi) {
   return x;
 }
 
+// Token ids stay below 2^22 (4,194,304; 16 times the largest published
+// vocabularies): the vocabulary table is indexed by id, so a file with one
+// huge id would otherwise have it sized by that id (gigabytes).
+constexpr int64_t kMaxTokenId = (int64_t{1} << 22) - 1;
+
 int32_t as_id(const json &v, const std::string &what) {
-  return static_cast<int32_t>(as_int(v, what, 0, std::numeric_limits<int32_t>::max() - 1));
+  return static_cast<int32_t>(as_int(v, what, 0, kMaxTokenId));
 }
 
 const json &as_array(const json &v, const std::string &what) {
