@@ -380,10 +380,9 @@ class CudaBackend final : public Backend {
   bool top_candidates(const float *row, int64_t count, int n, int32_t *ids, float *values) override {
     if (n <= 0 || n > cuda::kMaxTopCandidates || n > count || count > INT32_MAX) return false;
     std::lock_guard<std::recursive_mutex> lock(mu_);
-    int32_t *dev_ids = reinterpret_cast<int32_t *>(candidates_);
-    float *dev_values = reinterpret_cast<float *>(candidates_ + kCandidateBytes / 2);
-    cuda::top_candidates(row, count, n, dev_ids, dev_values, stream_);
-    const size_t half = kCandidateBytes / 2;
+    const size_t half = kCandidateBytes / 2;  // ids, then values
+    cuda::top_candidates(row, count, n, reinterpret_cast<int32_t *>(candidates_),
+                         reinterpret_cast<float *>(candidates_ + half), stream_);
     check(cudaMemcpyAsync(candidates_host_, candidates_, kCandidateBytes, cudaMemcpyDeviceToHost, stream_),
           "reading sampling candidates");
     check(cudaStreamSynchronize(stream_), "reading sampling candidates");

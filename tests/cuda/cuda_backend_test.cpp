@@ -399,6 +399,32 @@ TEST(CudaSessions, BatchShiftAndStateMatchCpu) {
   EXPECT_LE(st.relative(), 3e-2);
 }
 
+// Runs `step` n times between two readings of the device's free memory and
+// the backend's counters, prints both, and checks that the steps allocated
+// nothing and were one graph replay each (no new recording).
+template <class F>
+void expect_replays_only(llm::Model &model, const char *what, int n, F step) {
+  llm::CudaStats before{}, after{};
+  size_t free_before = 0, free_after = 0, total = 0;
+  ASSERT_TRUE(llm::cuda_backend_stats(model.backend(), &before));
+  ASSERT_EQ(cudaMemGetInfo(&free_before, &total), cudaSuccess);
+  for (int i = 0; i < n; ++i) step();
+  ASSERT_EQ(cudaMemGetInfo(&free_after, &total), cudaSuccess);
+  ASSERT_TRUE(llm::cuda_backend_stats(model.backend(), &after));
+  std::printf("[ metric ] %d %s: device allocations %llu -> %llu, graph launches %llu -> %llu, captures %llu -> "
+              "%llu, free memory %zu -> %zu\n",
+              n, what, static_cast<unsigned long long>(before.device_allocs),
+              static_cast<unsigned long long>(after.device_allocs),
+              static_cast<unsigned long long>(before.graph_launches),
+              static_cast<unsigned long long>(after.graph_launches),
+              static_cast<unsigned long long>(before.graph_captures),
+              static_cast<unsigned long long>(after.graph_captures), free_before, free_after);
+  EXPECT_EQ(after.device_allocs, before.device_allocs);
+  EXPECT_EQ(after.graph_captures, before.graph_captures);
+  EXPECT_EQ(after.graph_launches, before.graph_launches + static_cast<uint64_t>(n));
+  EXPECT_EQ(free_after, free_before);
+}
+
 // Decoding allocates no device memory: after the first decode step (which
 // records the step as a CUDA graph), 32 more tokens leave the device's free
 // memory and the backend's allocation count unchanged, and each is one
@@ -419,39 +445,24 @@ TEST(CudaMemory, DecodeAllocatesNothingAndReplaysGraphs) {
   s.eval(ids.data(), ids.size());
   int32_t t = ids[0];
   s.eval(&t, 1);  // records the decode graph
-  llm::CudaStats before{}, after{};
-  ASSERT_TRUE(llm::cuda_backend_stats(model->backend(), &before));
-  size_t free_before = 0, free_after = 0, total = 0;
-  ASSERT_EQ(cudaMemGetInfo(&free_before, &total), cudaSuccess);
   // Sampling on the device (top-k with the penalty) allocates nothing either.
   llm::SamplerParams sp;
   sp.repeat_penalty = 1.1f;
-  for (int i = 0; i < 32; ++i) {
+  expect_replays_only(*model, "decode steps", 32, [&] {
     t = s.sample(sp);
     s.eval(&t, 1);
-  }
-  ASSERT_EQ(cudaMemGetInfo(&free_after, &total), cudaSuccess);
-  ASSERT_TRUE(llm::cuda_backend_stats(model->backend(), &after));
+  });
   // Per layer: two norms, q/k/v, RoPE + store, attention (+ the merge of its
   // splits, which also quantizes the output for the next product), the
   // output projection, gate/up, SwiGLU, down; then embedding, final norm and
   // output head.
+  llm::CudaStats stats{};
+  ASSERT_TRUE(llm::cuda_backend_stats(model->backend(), &stats));
   const uint64_t layers = model->hparams().num_layers;
   std::printf("[ metric ] decode step of %llu layers: %llu kernels\n", static_cast<unsigned long long>(layers),
-              static_cast<unsigned long long>(after.graph_kernels));
-  EXPECT_GE(after.graph_kernels, 9 * layers + 3);
-  EXPECT_LE(after.graph_kernels, 10 * layers + 3);
-  std::printf("[ metric ] 32 decode steps: device allocations %llu -> %llu, graph launches %llu -> %llu, "
-              "captures %llu, free memory %zu -> %zu\n",
-              static_cast<unsigned long long>(before.device_allocs),
-              static_cast<unsigned long long>(after.device_allocs),
-              static_cast<unsigned long long>(before.graph_launches),
-              static_cast<unsigned long long>(after.graph_launches),
-              static_cast<unsigned long long>(after.graph_captures), free_before, free_after);
-  EXPECT_EQ(after.device_allocs, before.device_allocs);
-  EXPECT_EQ(after.graph_captures, before.graph_captures);
-  EXPECT_EQ(after.graph_launches, before.graph_launches + 32);
-  EXPECT_EQ(free_after, free_before);
+              static_cast<unsigned long long>(stats.graph_kernels));
+  EXPECT_GE(stats.graph_kernels, 9 * layers + 3);
+  EXPECT_LE(stats.graph_kernels, 10 * layers + 3);
 
   // A batch of 4 sessions at different lengths: its first step is recorded,
   // every later one (16, sampling on the device) is one replay.
@@ -464,26 +475,10 @@ TEST(CudaMemory, DecodeAllocatesNothingAndReplaysGraphs) {
   }
   std::vector<int32_t> toks(batch.size(), ids[0]);
   llm::Session::decode_batch(batch.data(), toks.data(), batch.size());
-  ASSERT_TRUE(llm::cuda_backend_stats(model->backend(), &before));
-  ASSERT_EQ(cudaMemGetInfo(&free_before, &total), cudaSuccess);
-  for (int step = 0; step < 16; ++step) {
+  expect_replays_only(*model, "batched steps of 4 sessions", 16, [&] {
     for (size_t i = 0; i < batch.size(); ++i) toks[i] = batch[i]->sample(sp);
     llm::Session::decode_batch(batch.data(), toks.data(), batch.size());
-  }
-  ASSERT_EQ(cudaMemGetInfo(&free_after, &total), cudaSuccess);
-  ASSERT_TRUE(llm::cuda_backend_stats(model->backend(), &after));
-  std::printf("[ metric ] 16 batched steps of 4 sessions: device allocations %llu -> %llu, graph launches %llu -> "
-              "%llu, captures %llu -> %llu\n",
-              static_cast<unsigned long long>(before.device_allocs),
-              static_cast<unsigned long long>(after.device_allocs),
-              static_cast<unsigned long long>(before.graph_launches),
-              static_cast<unsigned long long>(after.graph_launches),
-              static_cast<unsigned long long>(before.graph_captures),
-              static_cast<unsigned long long>(after.graph_captures));
-  EXPECT_EQ(after.device_allocs, before.device_allocs);
-  EXPECT_EQ(after.graph_captures, before.graph_captures);
-  EXPECT_EQ(after.graph_launches, before.graph_launches + 16);
-  EXPECT_EQ(free_after, free_before);
+  });
 }
 
 // The n best of a row in the host sampler's order (tests/unit/sampler_test.cpp
