@@ -10,6 +10,8 @@
 //     worker can touch a job's fields after run() has returned.
 #include "runtime/thread_pool.h"
 
+#include <algorithm>
+
 namespace llm {
 
 namespace {
@@ -36,6 +38,7 @@ int online_cores() {
 
 ThreadPool::ThreadPool(int n_threads) {
   n_threads_ = n_threads > 0 ? n_threads : online_cores();
+  shares_ = std::make_unique<Share[]>(static_cast<size_t>(n_threads_));
   workers_.reserve(static_cast<size_t>(n_threads_ - 1));
   for (int i = 1; i < n_threads_; ++i) workers_.emplace_back(&ThreadPool::worker, this, i);
 }
@@ -55,6 +58,69 @@ void ThreadPool::run(int64_t n_tasks, TaskFn fn, void *ctx) {
   // Serialise even the inline case: task bodies may rely on `thread` naming
   // a scratch region that no other running task uses.
   std::lock_guard<std::mutex> job_lock(job_mutex_);
+  run_locked(n_tasks, fn, ctx);
+}
+
+struct ThreadPool::RangeJob {
+  RangeFn fn;
+  void *ctx;
+  int64_t n, grain;
+  int n_shares;
+  Share *shares;
+
+  void chunk(int64_t c, int thread) const { fn(ctx, c * grain, std::min(n, (c + 1) * grain), thread); }
+};
+
+namespace {
+
+constexpr uint64_t kLow32 = 0xffffffffu;
+
+// Takes the first (front) or the last chunk left in a share; -1 if none is.
+int64_t take_chunk(std::atomic<uint64_t> &chunks, bool front) {
+  uint64_t v = chunks.load(std::memory_order_relaxed);
+  for (;;) {
+    const uint64_t f = v & kLow32, b = v >> 32;
+    if (f >= b) return -1;
+    const uint64_t next = front ? v + 1 : f | (b - 1) << 32;
+    if (chunks.compare_exchange_weak(v, next, std::memory_order_relaxed)) return static_cast<int64_t>(front ? f : b - 1);
+  }
+}
+
+}  // namespace
+
+// Task `share` of a range job: that share from its front, then what is left
+// of the others from their backs.
+void ThreadPool::range_task(void *ctx, int64_t share, int thread) {
+  const RangeJob &j = *static_cast<const RangeJob *>(ctx);
+  for (int64_t c; (c = take_chunk(j.shares[share].chunks, true)) >= 0;) j.chunk(c, thread);
+  for (int k = 1; k < j.n_shares; ++k) {
+    Share &other = j.shares[(share + k) % j.n_shares];
+    for (int64_t c; (c = take_chunk(other.chunks, false)) >= 0;) j.chunk(c, thread);
+  }
+}
+
+void ThreadPool::run_ranges(int64_t n, int64_t grain, RangeFn fn, void *ctx) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(grain, 1);
+  // Chunk indices must fit the 32-bit halves of a share.
+  constexpr int64_t kMaxChunks = int64_t{1} << 31;
+  if ((n + grain - 1) / grain > kMaxChunks) grain = (n + kMaxChunks - 1) / kMaxChunks;
+  const int64_t n_chunks = (n + grain - 1) / grain;
+  RangeJob job{fn, ctx, n, grain, static_cast<int>(std::min<int64_t>(n_threads_, n_chunks)), shares_.get()};
+  std::lock_guard<std::mutex> job_lock(job_mutex_);
+  if (job.n_shares == 1) {
+    for (int64_t c = 0; c < n_chunks; ++c) job.chunk(c, 0);
+    return;
+  }
+  for (int s = 0; s < job.n_shares; ++s) {
+    const auto front = static_cast<uint64_t>(n_chunks * s / job.n_shares);
+    const auto back = static_cast<uint64_t>(n_chunks * (s + 1) / job.n_shares);
+    shares_[static_cast<size_t>(s)].chunks.store(front | back << 32, std::memory_order_relaxed);
+  }
+  run_locked(job.n_shares, range_task, &job);
+}
+
+void ThreadPool::run_locked(int64_t n_tasks, TaskFn fn, void *ctx) {
   if (n_threads_ == 1 || n_tasks == 1) {
     for (int64_t t = 0; t < n_tasks; ++t) fn(ctx, t, 0);
     return;

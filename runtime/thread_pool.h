@@ -6,6 +6,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <type_traits>
@@ -29,6 +30,15 @@ class ThreadPool {
   using TaskFn = void (*)(void *ctx, int64_t task, int thread);
   void run(int64_t n_tasks, TaskFn fn, void *ctx);
 
+  // Calls fn(ctx, begin, end, thread) for consecutive chunks of [0, n), each
+  // `grain` items long (the last may be shorter), every chunk exactly once.
+  // Each thread owns one contiguous share of the chunks and takes them in
+  // order from the front, so one thread reads one long run of memory (what
+  // the hardware prefetchers follow best); a thread whose share is done
+  // takes the remaining chunks of other shares from their back ends.
+  using RangeFn = void (*)(void *ctx, int64_t begin, int64_t end, int thread);
+  void run_ranges(int64_t n, int64_t grain, RangeFn fn, void *ctx);
+
   // Convenience wrapper: f(task, thread) for a callable held by reference
   // (no copy, no allocation).
   template <class F>
@@ -41,6 +51,16 @@ class ThreadPool {
  private:
   void worker(int index);
   void work_on_current_job(int thread);
+  void run_locked(int64_t n_tasks, TaskFn fn, void *ctx);  // job_mutex_ held
+
+  // One share of a run_ranges job: the chunks [front, back) not yet taken,
+  // packed as front | back << 32 so that both ends move by one atomic CAS.
+  // On its own cache line: the owner updates it for every chunk.
+  struct alignas(64) Share {
+    std::atomic<uint64_t> chunks{0};
+  };
+  struct RangeJob;
+  static void range_task(void *ctx, int64_t share, int thread);
 
   int n_threads_ = 1;
   std::vector<std::thread> workers_;
@@ -58,6 +78,7 @@ class ThreadPool {
   std::atomic<int64_t> next_task_{0};
   bool open_ = false;              // workers may still join the job (under mutex_)
   std::atomic<int> active_{0};     // workers that joined and have not finished
+  std::unique_ptr<Share[]> shares_;  // one per thread, for run_ranges
 };
 
 }  // namespace llm

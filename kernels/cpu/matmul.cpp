@@ -71,13 +71,13 @@ using RowsFn = void (*)(const detail::MatmulArgs &, int64_t, int64_t);
 struct MatmulJob {
   const detail::MatmulArgs *args;
   RowsFn rows_fn;
-  int64_t rows_per_task;
 };
 
-// Rows of W per task: a multiple of 16 (the AVX2 panel width), at most 64 so
-// that several tasks per thread balance the load, and at least 16 so that
-// per-task overhead stays negligible.
-int64_t rows_per_task(int64_t m, int threads) {
+// Rows of W per chunk of ThreadPool::run_ranges (each thread streams its own
+// contiguous share of the rows): a multiple of 16 (the AVX2 panel width), at
+// most 64 so that several chunks per thread balance the load, and at least
+// 16 so that per-chunk overhead stays negligible.
+int64_t rows_per_chunk(int64_t m, int threads) {
   const int64_t target = (m + 4 * threads - 1) / (4 * threads);
   return std::clamp<int64_t>((target + 15) / 16 * 16, 16, 64);
 }
@@ -107,12 +107,10 @@ void matmul(ThreadPool &pool, const float *x, int64_t n, int64_t k, int64_t ldx,
 #if defined(LLM_HAVE_NEON)
   if (detail::use_neon()) fn = detail::matmul_rows_neon;
 #endif
-  const MatmulJob job{&args, fn, rows_per_task(m, pool.size())};
-  const int64_t n_tasks = (m + job.rows_per_task - 1) / job.rows_per_task;
-  pool.run(n_tasks, [](void *ctx, int64_t task, int) {
+  const MatmulJob job{&args, fn};
+  pool.run_ranges(m, rows_per_chunk(m, pool.size()), [](void *ctx, int64_t j0, int64_t j1, int) {
     const auto &j = *static_cast<const MatmulJob *>(ctx);
-    const int64_t j0 = task * j.rows_per_task;
-    j.rows_fn(*j.args, j0, std::min(j.args->m, j0 + j.rows_per_task));
+    j.rows_fn(*j.args, j0, j1);
   }, const_cast<MatmulJob *>(&job));
 }
 

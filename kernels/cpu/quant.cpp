@@ -175,22 +175,22 @@ void quantize_task(void *ctx, int64_t task, int) {
 struct MatmulQJob {
   const detail::QMatmulArgs *args;
   RowsFn fn;
-  int64_t rows_per_task;
 };
 
-// Weight rows per task: a multiple of 4 (the decode register tile), about
-// four tasks per thread for balance on shared cores, at least 16 rows so
-// each task streams long runs of weights, at most 64 so that a task's rows
-// of a k-panel stay in L2 while prefill sweeps the tokens over them.
-int64_t q_rows_per_task(int64_t rows, int threads) {
+// Weight rows per chunk of ThreadPool::run_ranges (each thread streams its
+// own contiguous share of the rows, chunk after chunk): a multiple of 4
+// (the register tiles take 1, 2 or 4 rows), about four chunks per thread so
+// that a thread done early can take over the end of another's share, at
+// most 64 so that a chunk's rows of a k-panel stay in L2 while prefill
+// sweeps the tokens over them.
+int64_t q_rows_per_chunk(int64_t rows, int threads) {
   const int64_t target = (rows + 4 * threads - 1) / (4 * threads);
   return std::clamp<int64_t>((target + 3) / 4 * 4, 16, 64);
 }
 
-void matmul_q_task(void *ctx, int64_t task, int) {
+void matmul_q_rows(void *ctx, int64_t j0, int64_t j1, int) {
   const auto &j = *static_cast<const MatmulQJob *>(ctx);
-  const int64_t j0 = task * j.rows_per_task;
-  j.fn(*j.args, j0, std::min(j.args->rows, j0 + j.rows_per_task));
+  j.fn(*j.args, j0, j1);
 }
 
 }  // namespace
@@ -250,8 +250,8 @@ void matmul_q(ThreadPool &pool, const void *acts, int64_t n, const QuantWeight &
   args.bias = bias;
   args.out = out;
   args.ldo = ldo;
-  const MatmulQJob job{&args, pick_rows(), q_rows_per_task(W.rows, pool.size())};
-  pool.run((W.rows + job.rows_per_task - 1) / job.rows_per_task, matmul_q_task, const_cast<MatmulQJob *>(&job));
+  const MatmulQJob job{&args, pick_rows()};
+  pool.run_ranges(W.rows, q_rows_per_chunk(W.rows, pool.size()), matmul_q_rows, const_cast<MatmulQJob *>(&job));
 }
 
 void dequantize_row(const QuantWeight &W, int64_t row, float *out) {

@@ -1,9 +1,12 @@
-// ThreadPool: every task runs exactly once on a valid thread index, jobs are
-// serialised across callers, and pools start and stop cleanly.
+// ThreadPool: every task (and every chunk of a range job) runs exactly once
+// on a valid thread index, jobs are serialised across callers, and pools
+// start and stop cleanly.
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <memory>
+#include <mutex>
+#include <utility>
 #include <thread>
 #include <vector>
 
@@ -130,6 +133,119 @@ TEST(ThreadPool, WorkIsSpreadOverThreads) {
   int used = 0;
   for (auto &p : per_thread) used += p.load() > 0;
   EXPECT_GE(used, 2);
+}
+
+// A range job: which chunk each item was given in, how often, on which
+// thread; no two running chunks may share a thread index.
+struct RangeTracker {
+  RangeTracker(int64_t n, int64_t grain, int n_threads)
+      : grain(grain), hits(static_cast<size_t>(n)), busy(static_cast<size_t>(n_threads)) {}
+  int64_t grain;
+  std::vector<std::atomic<int>> hits;
+  std::vector<std::atomic<int>> busy;
+  std::atomic<int> bad{0};
+
+  void chunk(int64_t begin, int64_t end, int thread) {
+    const auto n = static_cast<int64_t>(hits.size());
+    // Chunks are [c * grain, min(n, (c + 1) * grain)).
+    if (thread < 0 || thread >= static_cast<int>(busy.size()) || begin < 0 || begin >= end || end > n ||
+        begin % grain != 0 || end != std::min(n, begin + grain)) {
+      bad.fetch_add(1);
+      return;
+    }
+    if (busy[static_cast<size_t>(thread)].exchange(1) != 0) bad.fetch_add(1);
+    for (int64_t i = begin; i < end; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
+    busy[static_cast<size_t>(thread)].store(0);
+  }
+  bool each_once() const {
+    if (bad.load() != 0) return false;
+    for (const auto &h : hits)
+      if (h.load() != 1) return false;
+    return true;
+  }
+};
+
+void run_ranges_tracked(ThreadPool &pool, RangeTracker &tr, int64_t n) {
+  pool.run_ranges(n, tr.grain, [](void *ctx, int64_t b, int64_t e, int th) {
+    static_cast<RangeTracker *>(ctx)->chunk(b, e, th);
+  }, &tr);
+}
+
+TEST(ThreadPool, RangesCoverEveryItemOnceInChunks) {
+  for (int threads : {1, 2, 3, 8}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {0, 1, 5, 63, 64, 65, 1000, 4097})
+      for (int64_t grain : {1, 4, 7, 64, 5000}) {
+        SCOPED_TRACE(testing::Message() << threads << " threads, n " << n << ", grain " << grain);
+        RangeTracker tr(n, grain, threads);
+        run_ranges_tracked(pool, tr, n);
+        EXPECT_TRUE(tr.each_once());
+      }
+  }
+}
+
+TEST(ThreadPool, RangesOnOneThreadRunInOrder) {
+  ThreadPool pool(1);
+  std::vector<int64_t> begins;
+  pool.run_ranges(100, 16, [](void *ctx, int64_t b, int64_t, int) {
+    static_cast<std::vector<int64_t> *>(ctx)->push_back(b);
+  }, &begins);
+  EXPECT_EQ(begins, (std::vector<int64_t>{0, 16, 32, 48, 64, 80, 96}));
+}
+
+TEST(ThreadPool, RangesTakeOwnShareInOrder) {
+  // Two threads, 16 slow chunks: shares are chunks 0-7 and 8-15. Each
+  // thread starts at the front of a share and goes on with that share's
+  // next chunk (a task job would hand the chunks out in turn: 0, 1, 2, ...
+  // alternating between the threads), long before the other thread could
+  // finish its own share and take chunks from the back of this one.
+  ThreadPool pool(2);
+  struct Log {
+    std::mutex m;
+    std::vector<std::vector<int64_t>> taken{2};
+  } log;
+  pool.run_ranges(16, 1, [](void *ctx, int64_t b, int64_t, int th) {
+    auto &l = *static_cast<Log *>(ctx);
+    {
+      std::lock_guard<std::mutex> lock(l.m);
+      l.taken[static_cast<size_t>(th)].push_back(b);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }, &log);
+  size_t total = 0;
+  for (const auto &t : log.taken) {
+    total += t.size();
+    if (t.empty()) continue;
+    EXPECT_TRUE(t[0] == 0 || t[0] == 8) << t[0];
+    if (t.size() >= 2) EXPECT_EQ(t[1], t[0] + 1);
+  }
+  EXPECT_EQ(total, 16u);
+}
+
+TEST(ThreadPool, RangeAndTaskJobsFromConcurrentCallers) {
+  ThreadPool pool(4);
+  std::atomic<int> failures{0};
+  std::vector<std::thread> callers;
+  for (int c = 0; c < 4; ++c) {
+    callers.emplace_back([&, c] {
+      for (int job = 0; job < 200; ++job) {
+        const int64_t n = (job * 13 + c) % 300;
+        if ((job + c) % 2) {
+          RangeTracker tr(n, 1 + job % 9, 4);
+          run_ranges_tracked(pool, tr, n);
+          if (!tr.each_once()) failures.fetch_add(1);
+        } else {
+          Tracker tr(n % 50, 4);
+          run_tracked(pool, tr, n % 50);
+          bool ok = tr.bad_thread.load() == 0 && tr.overlap.load() == 0;
+          for (auto &cnt : tr.counts) ok = ok && cnt.load() == 1;
+          if (!ok) failures.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (auto &t : callers) t.join();
+  EXPECT_EQ(failures.load(), 0);
 }
 
 TEST(ThreadPool, StartStopRepeatedly) {
