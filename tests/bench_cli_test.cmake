@@ -30,7 +30,8 @@ if(NOT kv_type STREQUAL "int8")
   message(FATAL_ERROR "kv_type is ${kv_type}, expected int8")
 endif()
 foreach(key prefill_tok_s decode_tok_s ttft_ms first_ttft_ms model_bytes kv_bytes session_bytes peak_rss_bytes
-            bytes_per_token read_bandwidth_bytes_s decode_roofline_fraction kv_bytes_per_token batch_decode_tok_s
+            bytes_per_token read_bandwidth_bytes_s roofline_decode_tok_s decode_roofline_fraction kv_bytes_per_token
+            batch_decode_tok_s
             state_bytes state_save_ms state_restore_ms)
   string(JSON v ERROR_VARIABLE e GET "${out}" ${key})
   if(e)
