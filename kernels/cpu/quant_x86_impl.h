@@ -575,8 +575,9 @@ void tile_wide(const QMatmulArgs &a, int64_t j, int64_t t0, const Panel &p, cons
   WidePair<F> w[P];
   constexpr int64_t kBytes = octet_weight_bytes<F>();
   // The first token tile of a panel reads the weights from memory (later
-  // ones find them in L2): it prefetches as the decode tile does. That is
-  // every tile of a batch of decoding sessions.
+  // ones find them in L2): it prefetches the rows kPrefetchRows ahead, as
+  // the multi-row tiles do. That is every tile of a batch of decoding
+  // sessions.
   const bool from_memory = t0 == 0;
   for (int64_t o = p.o0; o < p.o1; ++o) {
 #pragma GCC unroll 4
