@@ -534,13 +534,17 @@ int cmd_bench(const Args &a) {
   llm_token tok = 0;
   check(llm_session_sample(session, &gp, &tok), "sample");
   const double prefill_s = seconds_since(t0);
-  auto t1 = Clock::now();
-  for (long long i = 0; i < n_gen; ++i) {
-    check(llm_session_eval(session, &tok, 1), "decode");
-    check(llm_session_sample(session, &gp, &tok), "sample");
-  }
-  const double decode_s = seconds_since(t1);
-  const double prefill_tps = n_prompt / prefill_s, decode_tps = n_gen / decode_s;
+  // n_gen greedy decode steps of `session`, timed: tokens per second.
+  const auto decode = [&] {
+    const auto t = Clock::now();
+    for (long long i = 0; i < n_gen; ++i) {
+      check(llm_session_eval(session, &tok, 1), "decode");
+      check(llm_session_sample(session, &gp, &tok), "sample");
+    }
+    return n_gen / seconds_since(t);
+  };
+  const double decode_tps = decode();
+  const double prefill_tps = n_prompt / prefill_s;
 
   // Session state: saving the prompt's state and restoring it into another
   // session, against evaluating the prompt (the prefill above).
@@ -606,12 +610,7 @@ int cmd_bench(const Args &a) {
     };
     const double before = measure();
     check(llm_session_truncate(session, static_cast<size_t>(n_prompt)), "truncate");
-    auto t3 = Clock::now();
-    for (long long i = 0; i < n_gen; ++i) {
-      check(llm_session_eval(session, &tok, 1), "decode");
-      check(llm_session_sample(session, &gp, &tok), "sample");
-    }
-    roofline_tps = n_gen / seconds_since(t3);
+    roofline_tps = decode();
     bandwidth = std::max(before, measure());
   }
   const double roofline = bandwidth > 0 ? roofline_tps * bytes_per_token / bandwidth : 0;
