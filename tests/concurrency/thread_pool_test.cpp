@@ -97,23 +97,32 @@ TEST(ThreadPool, ManyConsecutiveJobs) {
   }
 }
 
+// Runs job_ok(caller, job) for `jobs` jobs on each of 4 caller threads at
+// once; returns how many returned false.
+template <class F>
+int failures_of_concurrent_callers(int jobs, F job_ok) {
+  std::atomic<int> failures{0};
+  std::vector<std::thread> callers;
+  for (int c = 0; c < 4; ++c) {
+    callers.emplace_back([&, c] {
+      for (int job = 0; job < jobs; ++job)
+        if (!job_ok(c, job)) failures.fetch_add(1);
+    });
+  }
+  for (auto &t : callers) t.join();
+  return failures.load();
+}
+
 TEST(ThreadPool, ConcurrentCallers) {
   for (int threads : {1, 2, 4}) {
     ThreadPool pool(threads);
-    std::atomic<int> failures{0};
-    std::vector<std::thread> callers;
-    for (int c = 0; c < 4; ++c) {
-      callers.emplace_back([&, c] {
-        for (int job = 0; job < 300; ++job) {
-          const int64_t n = (job * 7 + c) % 50;
-          Tracker tr(n, threads);
-          run_tracked(pool, tr, n);
-          if (!tr.each_once()) failures.fetch_add(1);
-        }
-      });
-    }
-    for (auto &t : callers) t.join();
-    EXPECT_EQ(failures.load(), 0) << threads << " threads";
+    const int failures = failures_of_concurrent_callers(300, [&](int c, int job) {
+      const int64_t n = (job * 7 + c) % 50;
+      Tracker tr(n, threads);
+      run_tracked(pool, tr, n);
+      return tr.each_once();
+    });
+    EXPECT_EQ(failures, 0) << threads << " threads";
   }
 }
 
@@ -228,26 +237,18 @@ TEST(ThreadPool, RangesTakeOwnShareInOrder) {
 
 TEST(ThreadPool, RangeAndTaskJobsFromConcurrentCallers) {
   ThreadPool pool(4);
-  std::atomic<int> failures{0};
-  std::vector<std::thread> callers;
-  for (int c = 0; c < 4; ++c) {
-    callers.emplace_back([&, c] {
-      for (int job = 0; job < 200; ++job) {
-        const int64_t n = (job * 13 + c) % 300;
-        if ((job + c) % 2) {
-          RangeTracker tr(n, 1 + job % 9, 4);
-          run_ranges_tracked(pool, tr, n);
-          if (!tr.each_once()) failures.fetch_add(1);
-        } else {
-          Tracker tr(n % 50, 4);
-          run_tracked(pool, tr, n % 50);
-          if (!tr.each_once()) failures.fetch_add(1);
-        }
-      }
-    });
-  }
-  for (auto &t : callers) t.join();
-  EXPECT_EQ(failures.load(), 0);
+  const int failures = failures_of_concurrent_callers(200, [&](int c, int job) {
+    const int64_t n = (job * 13 + c) % 300;
+    if ((job + c) % 2) {
+      RangeTracker tr(n, 1 + job % 9, 4);
+      run_ranges_tracked(pool, tr, n);
+      return tr.each_once();
+    }
+    Tracker tr(n % 50, 4);
+    run_tracked(pool, tr, n % 50);
+    return tr.each_once();
+  });
+  EXPECT_EQ(failures, 0);
 }
 
 TEST(ThreadPool, StartStopRepeatedly) {
