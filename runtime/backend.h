@@ -98,8 +98,9 @@ class Backend {
   virtual void *alloc(size_t bytes) = 0;
   virtual void free(void *p) = 0;
   // Scratch floats the attention op needs for up to n_rows query rows of
-  // n_heads heads of head_dim over a context of n_ctx positions.
-  virtual size_t attention_scratch_floats(int64_t n_ctx, int64_t n_rows, int64_t n_heads,
+  // n_heads heads (over n_kv_heads KV heads) of head_dim over a context of
+  // n_ctx positions.
+  virtual size_t attention_scratch_floats(int64_t n_ctx, int64_t n_rows, int64_t n_heads, int64_t n_kv_heads,
                                           int64_t head_dim) const = 0;
   // A session that runs steps of up to n_batch rows over n_ctx positions
   // exists: reserve what steps need (called when a session is created; may
@@ -157,8 +158,8 @@ class Backend {
     store_kv(kv, layer, pos0, k, v);
   }
   // Causal attention of q's rows (positions pos0..) over the cache; scratch
-  // holds attention_scratch_floats(kv.n_ctx(), q.rows, n_heads, head_dim).
-  // out is the input of the output projection, whose scratch is
+  // holds attention_scratch_floats(kv.n_ctx(), q.rows, n_heads, n_kv_heads,
+  // head_dim). out is the input of the output projection, whose scratch is
   // product_scratch: as with rmsnorm, a backend may leave out prepared there.
   virtual void attention(const KvSequence &kv, int64_t layer, Act q, int64_t n_heads, int64_t pos0,
                          int64_t window, float scale, Act out, float *scratch, void *product_scratch) = 0;

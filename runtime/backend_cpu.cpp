@@ -46,8 +46,10 @@ class CpuBackend final : public Backend {
   }
   void free(void *p) override { host_free(p); }
 
-  size_t attention_scratch_floats(int64_t n_ctx, int64_t, int64_t, int64_t) const override {
-    return static_cast<size_t>(pool_.size()) * static_cast<size_t>(scratch_stride(n_ctx));
+  size_t attention_scratch_floats(int64_t n_ctx, int64_t, int64_t n_heads, int64_t n_kv_heads,
+                                  int64_t head_dim) const override {
+    return static_cast<size_t>(pool_.size()) *
+           static_cast<size_t>(cpu::paged_attention_scratch_stride(n_ctx, n_heads, n_kv_heads, head_dim));
   }
 
   void embed(const Weight &table, const int32_t *tokens, int64_t n, Act out) override {
@@ -113,7 +115,8 @@ class CpuBackend final : public Backend {
                  int64_t window, float scale, Act out, float *scratch, void *) override {
     const cpu::KvLayerView view = kv.layer_view(layer);
     cpu::paged_attention(pool_, q.data, q.rows, q.stride, n_heads, kv.geometry().n_kv_heads, view, pos0, window,
-                         scale, out.data, out.stride, scratch, scratch_stride(kv.n_ctx()));
+                         scale, out.data, out.stride, scratch,
+                         cpu::paged_attention_scratch_stride(kv.n_ctx(), n_heads, kv.geometry().n_kv_heads, view.head_dim));
   }
 
   void kv_shift(const KvSequence &kv, int64_t dst, int64_t src, int64_t n, const float *cos,
@@ -173,9 +176,6 @@ class CpuBackend final : public Backend {
     q.zeros = w.zeros;
     return q;
   }
-
-  // Per-thread attention scratch, padded to a cache line.
-  static int64_t scratch_stride(int64_t n_ctx) { return (n_ctx + 15) / 16 * 16; }
 
   ThreadPool &pool_;
 };

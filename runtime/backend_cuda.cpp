@@ -174,7 +174,7 @@ class CudaBackend final : public Backend {
     cudaFree(p);
   }
 
-  size_t attention_scratch_floats(int64_t n_ctx, int64_t n_rows, int64_t n_heads, int64_t head_dim) const override {
+  size_t attention_scratch_floats(int64_t n_ctx, int64_t n_rows, int64_t n_heads, int64_t, int64_t head_dim) const override {
     return cuda::attention_partial_floats(n_rows, n_heads, head_dim, n_ctx);
   }
 

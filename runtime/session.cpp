@@ -132,7 +132,7 @@ SessionMemory plan_session_memory(const Model &model, const SessionOptions &o) {
   if (o.pool && g != kv_geometry(model, g.type)) fail_argument("the KV pool was made for another model");
   const int64_t pages = pages_for(m.n_ctx);
   m.kv_bytes = o.pool ? 0 : static_cast<uint64_t>(pages) * g.page_bytes();
-  m.backend_bytes = layout_backend(nullptr, dm, m, model.backend().attention_scratch_floats(m.n_ctx, m.n_batch, h.num_heads, h.head_dim),
+  m.backend_bytes = layout_backend(nullptr, dm, m, model.backend().attention_scratch_floats(m.n_ctx, m.n_batch, h.num_heads, h.num_kv_heads, h.head_dim),
                                    matmul_scratch(model, m), nullptr);
   m.activation_bytes = m.backend_bytes;
   m.host_bytes = layout_host(nullptr, dm, m, piece_bytes_for(model), nullptr);
@@ -172,7 +172,7 @@ Session::Session(const Model &model, const SessionOptions &options, const Sessio
     fail(LLM_ERR_OUT_OF_MEMORY, "cannot allocate " + std::to_string(mem_.host_bytes) + " bytes of host memory");
   }
   BackendBuffers bb;
-  layout_backend(backend_block_, dm, mem_, backend_.attention_scratch_floats(mem_.n_ctx, mem_.n_batch, h.num_heads, h.head_dim),
+  layout_backend(backend_block_, dm, mem_, backend_.attention_scratch_floats(mem_.n_ctx, mem_.n_batch, h.num_heads, h.num_kv_heads, h.head_dim),
                  matmul_scratch(model, mem_), &bb);
   mm_scratch_ = bb.mm_scratch;
   auto act = [&](float *p, int64_t cols) { return Act{p, mem_.n_batch, cols, cols}; };

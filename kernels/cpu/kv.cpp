@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "kernels/cpu/kernels_impl.h"
+#include "kernels/cpu/kv_impl.h"
 
 namespace llm::cpu {
 
@@ -36,7 +37,7 @@ float absmax_signed(const float *x, int64_t n) {
 // f16 of a positive or negative scale, clamped to the finite f16 range.
 uint16_t scale_to_f16(float d) { return f32_to_f16(std::clamp(d, -65504.0f, 65504.0f)); }
 
-// Value of element i of a row, for the scalar paths.
+// Decoding of one row of each type: hd floats (rotated types stay rotated).
 template <KvType T>
 struct Row;
 
@@ -79,35 +80,27 @@ struct Row<KvType::Q4> {
   }
 };
 
-// Scalar row operations decode each row into a small stack buffer; head_dim is
-// bounded by kMaxHeadDim (checked when a session is planned).
+// head_dim is bounded by kMaxHeadDim (checked when a session is planned).
 constexpr int64_t kMaxHeadDim = 512;
 
-template <KvType T>
-void dot_rows_scalar(const float *q, const uint8_t *rows, size_t row_bytes, int64_t n, int64_t hd, float scale,
-                     float *out) {
-  float buf[kMaxHeadDim];
-  for (int64_t j = 0; j < n; ++j) {
-    Row<T>::decode(rows + j * row_bytes, hd, buf);
-    float s = 0.0f;
-    for (int64_t i = 0; i < hd; ++i) s += q[i] * buf[i];
-    out[j] = s * scale;
+// The portable kernels on decoded rows (kv.h's KvRowOps).
+struct ScalarKernels {
+  static void scores(const float *q, int64_t n_q, const float *rows, int64_t n, int64_t hd_pad, float scale,
+                     float *s, int64_t s_stride) {
+    for (int64_t g = 0; g < n_q; ++g)
+      for (int64_t j = 0; j < n; ++j) {
+        float d = 0.0f;
+        for (int64_t i = 0; i < hd_pad; ++i) d += q[g * hd_pad + i] * rows[j * hd_pad + i];
+        s[g * s_stride + j] = d * scale;
+      }
   }
-}
-
-template <KvType T>
-void axpy_rows_scalar(const float *p, const uint8_t *rows, size_t row_bytes, int64_t n, int64_t hd, float *acc) {
-  float buf[kMaxHeadDim];
-  for (int64_t j = 0; j < n; ++j) {
-    Row<T>::decode(rows + j * row_bytes, hd, buf);
-    for (int64_t i = 0; i < hd; ++i) acc[i] += p[j] * buf[i];
+  static void accumulate(const float *p, int64_t p_stride, int64_t n_q, const float *rows, int64_t n,
+                         int64_t hd_pad, float *o) {
+    for (int64_t g = 0; g < n_q; ++g)
+      for (int64_t j = 0; j < n; ++j)
+        for (int64_t i = 0; i < hd_pad; ++i) o[g * hd_pad + i] += p[g * p_stride + j] * rows[j * hd_pad + i];
   }
-}
-
-template <KvType T>
-detail::KvRowOps ops_of() {
-  return {dot_rows_scalar<T>, axpy_rows_scalar<T>};
-}
+};
 
 }  // namespace
 
@@ -230,14 +223,8 @@ void kv_dequantize_row(KvType t, const void *src, int64_t hd, float *dst) {
 namespace detail {
 
 KvRowOps kv_row_ops_scalar(KvType t) {
-  switch (t) {
-    case KvType::F32: return ops_of<KvType::F32>();
-    case KvType::F16: return ops_of<KvType::F16>();
-    case KvType::BF16: return ops_of<KvType::BF16>();
-    case KvType::Q8: return ops_of<KvType::Q8>();
-    case KvType::Q4: return ops_of<KvType::Q4>();
-  }
-  return ops_of<KvType::F32>();
+  return kv_rows::table<Row<KvType::F32>, Row<KvType::F16>, Row<KvType::BF16>, Row<KvType::Q8>, Row<KvType::Q4>,
+                        ScalarKernels>(t);
 }
 
 KvRowOps kv_row_ops(KvType t) {
@@ -251,15 +238,5 @@ KvRowOps kv_row_ops(KvType t) {
 }
 
 }  // namespace detail
-
-void kv_dot_rows(KvType t, const float *q, const uint8_t *rows, size_t row_bytes, int64_t n, int64_t hd,
-                 float scale, float *out) {
-  detail::kv_row_ops(t).dot_rows(q, rows, row_bytes, n, hd, scale, out);
-}
-
-void kv_axpy_rows(KvType t, const float *p, const uint8_t *rows, size_t row_bytes, int64_t n, int64_t hd,
-                  float *acc) {
-  detail::kv_row_ops(t).axpy_rows(p, rows, row_bytes, n, hd, acc);
-}
 
 }  // namespace llm::cpu

@@ -17,8 +17,10 @@
 // whole block, so one scale per group wastes far less range; and since R is
 // orthonormal and its own inverse, q·k = (Rq)·(Rk) and sum p·v = R(sum p·Rv):
 // attention rotates each query once and each output once, never the cache.
-// Attention dequantizes rows in registers; no full-precision copy of the
-// cache is ever made.
+// Attention decodes the rows it reads in blocks of kKvBlockRows into a small
+// per-thread buffer, which every query head of the KV head's group then
+// reads: each row is decoded once per group, not once per query head. No
+// full-precision copy of the cache is ever made.
 #pragma once
 
 #include <cstddef>
@@ -53,16 +55,6 @@ void kv_quantize_row(KvType t, const float *x, int64_t head_dim, void *dst);
 // Decodes one row into head_dim floats.
 void kv_dequantize_row(KvType t, const void *src, int64_t head_dim, float *dst);
 
-// Rows as stored (rotated types: q must already be rotated, and acc is in the
-// rotated basis; see paged_attention).
-// out[j] = scale * dot(q, row j) for n consecutive rows starting at `rows`,
-// each row_bytes apart.
-void kv_dot_rows(KvType t, const float *q, const uint8_t *rows, size_t row_bytes, int64_t n,
-                 int64_t head_dim, float scale, float *out);
-// acc += sum_j p[j] * row j, for n consecutive rows.
-void kv_axpy_rows(KvType t, const float *p, const uint8_t *rows, size_t row_bytes, int64_t n,
-                  int64_t head_dim, float *acc);
-
 // One layer's K and V as attention reads them. The cache is made of pages of
 // `page_tokens` positions; position j lives in page pages[j / page_tokens].
 // The row of KV head h at position j is at
@@ -93,17 +85,31 @@ struct KvLayerView {
 //  stored. Query head h reads KV head h / (n_heads / n_kv_heads).
 //  out: [n_q][n_heads][head_dim], row stride out_stride floats per query
 //  scratch: pool.size() regions of scratch_stride floats, each at least
-//  pos0 + n_q floats (attention weights).
+//  paged_attention_scratch_stride(n_ctx, n_heads, n_kv_heads, head_dim)
+//  floats with n_ctx >= pos0 + n_q.
 void paged_attention(ThreadPool &pool, const float *q, int64_t n_q, int64_t q_stride, int64_t n_heads,
                      int64_t n_kv_heads, const KvLayerView &kv, int64_t pos0, int64_t window, float scale,
                      float *out, int64_t out_stride, float *scratch, int64_t scratch_stride);
 
+// Floats of one thread's attention scratch region (a multiple of 16).
+int64_t paged_attention_scratch_stride(int64_t n_ctx, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim);
+
+// Rows attention decodes at a time, and the padding of decoded rows.
+constexpr int64_t kKvBlockRows = 16;
+constexpr int64_t kKvRowPad = 16;
+inline int64_t kv_padded_dim(int64_t head_dim) { return (head_dim + kKvRowPad - 1) / kKvRowPad * kKvRowPad; }
+
 namespace detail {
+// Decoded rows are hd_pad = kv_padded_dim(hd) floats apart, zero past hd.
 struct KvRowOps {
-  void (*dot_rows)(const float *q, const uint8_t *rows, size_t row_bytes, int64_t n, int64_t hd,
-                   float scale, float *out);
-  void (*axpy_rows)(const float *p, const uint8_t *rows, size_t row_bytes, int64_t n, int64_t hd,
-                    float *acc);
+  // n rows, row_bytes apart, into dst (rotated types stay in the rows' basis).
+  void (*decode_rows)(const uint8_t *rows, size_t row_bytes, int64_t n, int64_t hd, float *dst);
+  // s[g * s_stride + j] = scale * dot(q_g, row j) for n_q queries q_g = q + g * hd_pad.
+  void (*scores)(const float *q, int64_t n_q, const float *rows, int64_t n, int64_t hd_pad, float scale,
+                 float *s, int64_t s_stride);
+  // o_g += sum_j p[g * p_stride + j] * row j for n_q outputs o_g = o + g * hd_pad.
+  void (*accumulate)(const float *p, int64_t p_stride, int64_t n_q, const float *rows, int64_t n,
+                     int64_t hd_pad, float *o);
 };
 // Row operations of type t on the active ISA.
 KvRowOps kv_row_ops(KvType t);

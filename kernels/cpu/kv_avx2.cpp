@@ -1,5 +1,6 @@
-// AVX2/FMA/F16C row operations on KV-cache rows (formats in kv.h). Each row
-// is widened to fp32 in registers eight values at a time.
+// AVX2/FMA/F16C row operations on KV-cache rows (formats in kv.h): rows are
+// decoded eight values at a time, and the attention kernels run on the
+// decoded rows.
 #include <cstring>
 
 #include "kernels/cpu/avx2_util.h"
@@ -22,26 +23,11 @@ float load_scale(const uint8_t *p) {
 // Dense rows: 8 values per step through the weight loaders of avx2_util.h.
 template <class W>
 struct Dense {
-  static float dot(const float *q, const uint8_t *r, int64_t hd) {
+  static void decode(const uint8_t *r, int64_t hd, float *dst) {
     const auto *p = reinterpret_cast<const typename W::T *>(r);
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     int64_t i = 0;
-    for (; i + 16 <= hd; i += 16) {
-      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), W::load8(p + i), a0);
-      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), W::load8(p + i + 8), a1);
-    }
-    for (; i + 8 <= hd; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), W::load8(p + i), a0);
-    float s = hsum(_mm256_add_ps(a0, a1));
-    for (; i < hd; ++i) s += q[i] * W::load1(p + i);
-    return s;
-  }
-  static void axpy(float a, const uint8_t *r, int64_t hd, float *acc) {
-    const auto *p = reinterpret_cast<const typename W::T *>(r);
-    const __m256 va = _mm256_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 8 <= hd; i += 8)
-      _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(va, W::load8(p + i), _mm256_loadu_ps(acc + i)));
-    for (; i < hd; ++i) acc[i] += a * W::load1(p + i);
+    for (; i + 8 <= hd; i += 8) _mm256_storeu_ps(dst + i, W::load8(p + i));
+    for (; i < hd; ++i) dst[i] = W::load1(p + i);
   }
 };
 
@@ -51,71 +37,109 @@ inline __m256 load_i8x8(const uint8_t *p) {
 }
 
 struct Q8 {
-  static float dot(const float *q, const uint8_t *r, int64_t hd) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+  static void decode(const uint8_t *r, int64_t hd, float *dst) {
+    const float d = load_scale(r + hd);
+    const __m256 vd = _mm256_set1_ps(d);
     int64_t i = 0;
-    for (; i + 16 <= hd; i += 16) {
-      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_i8x8(r + i), a0);
-      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), load_i8x8(r + i + 8), a1);
-    }
-    for (; i + 8 <= hd; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_i8x8(r + i), a0);
-    float s = hsum(_mm256_add_ps(a0, a1));
-    for (; i < hd; ++i) s += q[i] * static_cast<float>(static_cast<int8_t>(r[i]));
-    return s * load_scale(r + hd);
-  }
-  static void axpy(float a, const uint8_t *r, int64_t hd, float *acc) {
-    const float c = a * load_scale(r + hd);
-    const __m256 vc = _mm256_set1_ps(c);
-    int64_t i = 0;
-    for (; i + 8 <= hd; i += 8)
-      _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(vc, load_i8x8(r + i), _mm256_loadu_ps(acc + i)));
-    for (; i < hd; ++i) acc[i] += c * static_cast<float>(static_cast<int8_t>(r[i]));
-  }
-};
-
-// One group of 32 int4 values as four vectors of 8 floats (values 0-7, 8-15,
-// 16-23, 24-31), each already offset by -8.
-struct Q4Group {
-  __m256 v[4];
-  explicit Q4Group(const uint8_t *b) {
-    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i *>(b));
-    const __m128i mask = _mm_set1_epi8(0x0F);
-    const __m128i lo = _mm_and_si128(bytes, mask);
-    const __m128i hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), mask);
-    const __m256i eight = _mm256_set1_epi32(8);
-    auto widen = [&](__m128i x) {
-      return _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(x), eight));
-    };
-    v[0] = widen(lo);
-    v[1] = widen(_mm_srli_si128(lo, 8));
-    v[2] = widen(hi);
-    v[3] = widen(_mm_srli_si128(hi, 8));
+    for (; i + 8 <= hd; i += 8) _mm256_storeu_ps(dst + i, _mm256_mul_ps(vd, load_i8x8(r + i)));
+    for (; i < hd; ++i) dst[i] = static_cast<float>(static_cast<int8_t>(r[i])) * d;
   }
 };
 
 struct Q4 {
-  static float dot(const float *q, const uint8_t *r, int64_t hd) {
+  // Each group of 32: byte i holds value i (low nibble) and i + 16 (high).
+  static void decode(const uint8_t *r, int64_t hd, float *dst) {
     const uint8_t *scales = r + hd / 2;
-    __m256 acc = _mm256_setzero_ps();
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    const __m256i eight = _mm256_set1_epi32(8);
     for (int64_t g = 0; g < hd / kKvQ4Group; ++g) {
-      const Q4Group w(r + g * (kKvQ4Group / 2));
-      const float *qg = q + g * kKvQ4Group;
-      __m256 s = _mm256_mul_ps(_mm256_loadu_ps(qg), w.v[0]);
-      s = _mm256_fmadd_ps(_mm256_loadu_ps(qg + 8), w.v[1], s);
-      s = _mm256_fmadd_ps(_mm256_loadu_ps(qg + 16), w.v[2], s);
-      s = _mm256_fmadd_ps(_mm256_loadu_ps(qg + 24), w.v[3], s);
-      acc = _mm256_fmadd_ps(_mm256_set1_ps(load_scale(scales + 2 * g)), s, acc);
+      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i *>(r + g * (kKvQ4Group / 2)));
+      const __m128i lo = _mm_and_si128(bytes, mask);
+      const __m128i hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), mask);
+      const __m256 d = _mm256_set1_ps(load_scale(scales + 2 * g));
+      float *o = dst + g * kKvQ4Group;
+      auto put = [&](float *at, __m128i x) {
+        const __m256 v = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(x), eight));
+        _mm256_storeu_ps(at, _mm256_mul_ps(d, v));
+      };
+      put(o, lo);
+      put(o + 8, _mm_srli_si128(lo, 8));
+      put(o + 16, hi);
+      put(o + 24, _mm_srli_si128(hi, 8));
     }
-    return hsum(acc);
   }
-  static void axpy(float a, const uint8_t *r, int64_t hd, float *acc) {
-    const uint8_t *scales = r + hd / 2;
-    for (int64_t g = 0; g < hd / kKvQ4Group; ++g) {
-      const Q4Group w(r + g * (kKvQ4Group / 2));
-      const __m256 c = _mm256_set1_ps(a * load_scale(scales + 2 * g));
-      float *o = acc + g * kKvQ4Group;
-      for (int k = 0; k < 4; ++k)
-        _mm256_storeu_ps(o + 8 * k, _mm256_fmadd_ps(c, w.v[k], _mm256_loadu_ps(o + 8 * k)));
+};
+
+// Lane r of the result is the sum of the lanes of a[r].
+inline __m256 hsum8(const __m256 *a) {
+  const __m256 s01 = _mm256_hadd_ps(a[0], a[1]), s23 = _mm256_hadd_ps(a[2], a[3]);
+  const __m256 s45 = _mm256_hadd_ps(a[4], a[5]), s67 = _mm256_hadd_ps(a[6], a[7]);
+  // Lanes 0-3 of u: rows 0-3 over elements 0-3; lanes 4-7: rows 0-3 over 4-7.
+  const __m256 u = _mm256_hadd_ps(s01, s23), w = _mm256_hadd_ps(s45, s67);
+  return _mm256_add_ps(_mm256_permute2f128_ps(u, w, 0x20), _mm256_permute2f128_ps(u, w, 0x31));
+}
+
+struct Kernels {
+  // Eight rows at a time, one accumulator each, reduced together.
+  static void scores(const float *q, int64_t n_q, const float *rows, int64_t n, int64_t hd_pad, float scale,
+                     float *s, int64_t s_stride) {
+    const __m256 vs = _mm256_set1_ps(scale);
+    for (int64_t g = 0; g < n_q; ++g) {
+      const float *qg = q + g * hd_pad;
+      float *sg = s + g * s_stride;
+      int64_t j = 0;
+      for (; j + 8 <= n; j += 8) {
+        const float *r = rows + j * hd_pad;
+        __m256 a[8];
+        for (auto &x : a) x = _mm256_setzero_ps();
+        for (int64_t i = 0; i < hd_pad; i += 8) {
+          const __m256 qv = _mm256_loadu_ps(qg + i);
+          for (int k = 0; k < 8; ++k) a[k] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(r + k * hd_pad + i), a[k]);
+        }
+        _mm256_storeu_ps(sg + j, _mm256_mul_ps(hsum8(a), vs));
+      }
+      for (; j < n; ++j) {
+        const float *r = rows + j * hd_pad;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        for (int64_t i = 0; i < hd_pad; i += 16) {  // hd_pad is a multiple of 16
+          a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qg + i), _mm256_loadu_ps(r + i), a0);
+          a1 = _mm256_fmadd_ps(_mm256_loadu_ps(qg + i + 8), _mm256_loadu_ps(r + i + 8), a1);
+        }
+        sg[j] = hsum(_mm256_add_ps(a0, a1)) * scale;
+      }
+    }
+  }
+
+  // V vectors of 8 outputs; even and odd rows in separate accumulators so
+  // 2V independent chains hide the FMA latency.
+  template <int V>
+  static void accumulate_cols(const float *p, const float *rows, int64_t n, int64_t hd_pad, float *o) {
+    __m256 a[V], b[V];
+    for (int k = 0; k < V; ++k) a[k] = _mm256_loadu_ps(o + 8 * k), b[k] = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (; j + 2 <= n; j += 2) {
+      const __m256 p0 = _mm256_broadcast_ss(p + j), p1 = _mm256_broadcast_ss(p + j + 1);
+      const float *r0 = rows + j * hd_pad, *r1 = r0 + hd_pad;
+      for (int k = 0; k < V; ++k) {
+        a[k] = _mm256_fmadd_ps(p0, _mm256_loadu_ps(r0 + 8 * k), a[k]);
+        b[k] = _mm256_fmadd_ps(p1, _mm256_loadu_ps(r1 + 8 * k), b[k]);
+      }
+    }
+    if (j < n) {
+      const __m256 p0 = _mm256_broadcast_ss(p + j);
+      for (int k = 0; k < V; ++k) a[k] = _mm256_fmadd_ps(p0, _mm256_loadu_ps(rows + j * hd_pad + 8 * k), a[k]);
+    }
+    for (int k = 0; k < V; ++k) _mm256_storeu_ps(o + 8 * k, _mm256_add_ps(a[k], b[k]));
+  }
+
+  static void accumulate(const float *p, int64_t p_stride, int64_t n_q, const float *rows, int64_t n,
+                         int64_t hd_pad, float *o) {
+    for (int64_t g = 0; g < n_q; ++g) {
+      const float *pg = p + g * p_stride;
+      float *og = o + g * hd_pad;
+      int64_t i = 0;
+      for (; i + 32 <= hd_pad; i += 32) accumulate_cols<4>(pg, rows + i, n, hd_pad, og + i);
+      if (i < hd_pad) accumulate_cols<2>(pg, rows + i, n, hd_pad, og + i);  // hd_pad is a multiple of 16
     }
   }
 };
@@ -123,7 +147,7 @@ struct Q4 {
 }  // namespace
 
 KvRowOps kv_row_ops_avx2(KvType t) {
-  return kv_rows::table<Dense<WF32>, Dense<WF16>, Dense<WBF16>, Q8, Q4>(t);
+  return kv_rows::table<Dense<WF32>, Dense<WF16>, Dense<WBF16>, Q8, Q4, Kernels>(t);
 }
 
 }  // namespace llm::cpu::detail

@@ -565,14 +565,26 @@ struct PagedCache {
   }
 };
 
-// Attention over an f32 paged copy of contiguous K/V caches.
+// Attention scratch of exactly the documented size for a context of n_ctx
+// positions, filled with NaN: reading a value the kernel did not write shows.
+struct AttnScratch {
+  int64_t stride;
+  std::vector<float> floats;
+  AttnScratch(const ThreadPool &pool, int64_t n_ctx, int64_t n_heads, int64_t n_kv, int64_t hd)
+      : stride(paged_attention_scratch_stride(n_ctx, n_heads, n_kv, hd)),
+        floats(static_cast<size_t>(pool.size() * stride), kNaN) {}
+};
+
+// Attention over an f32 paged copy of contiguous K/V caches, with a scratch
+// sized for positions 0 .. pos0 + n_q - 1.
 void attention(ThreadPool &pool, const float *q, int64_t n_q, int64_t q_stride, int64_t n_heads, int64_t n_kv,
                int64_t hd, const float *k, const float *v, int64_t cap, int64_t pos0, int64_t window, float scale,
-               float *out, int64_t out_stride, float *scratch, int64_t scratch_stride) {
+               float *out, int64_t out_stride) {
   const size_t n = static_cast<size_t>(n_kv * cap * hd);
   PagedCache c(KvType::F32, std::vector<float>(k, k + n), std::vector<float>(v, v + n), n_kv, cap, hd, 4);
-  paged_attention(pool, q, n_q, q_stride, n_heads, n_kv, c.view, pos0, window, scale, out, out_stride, scratch,
-                  scratch_stride);
+  AttnScratch scratch(pool, pos0 + n_q, n_heads, n_kv, hd);
+  paged_attention(pool, q, n_q, q_stride, n_heads, n_kv, c.view, pos0, window, scale, out, out_stride,
+                  scratch.floats.data(), scratch.stride);
 }
 
 // Float64 reference: query i at p = pos0 + i attends to j <= p, p - j < window.
@@ -624,11 +636,9 @@ void check_attention(ThreadPool &pool, const AttnCase &c, std::mt19937 &rng) {
   for (Isa isa : supported_isas()) {
     IsaScope scope(isa);
     SCOPED_TRACE(isa_name(isa));
-    const int64_t scratch_stride = c.pos0 + c.n_q + 1;
-    std::vector<float> scratch(static_cast<size_t>(pool.size() * scratch_stride), kNaN);
     std::vector<float> out(static_cast<size_t>(c.n_q * out_stride), kSentinel);
     attention(pool, q.data(), c.n_q, q_stride, c.n_heads, c.n_kv_heads, c.head_dim, k.data(), v.data(), cap,
-              c.pos0, c.window, scale, out.data(), out_stride, scratch.data(), scratch_stride);
+              c.pos0, c.window, scale, out.data(), out_stride);
     for (int64_t i = 0; i < c.n_q; ++i) {
       for (int64_t e = 0; e < c.n_heads * c.head_dim; ++e)
         ASSERT_NEAR(out[i * out_stride + e], ref[i * c.n_heads * c.head_dim + e], 2e-6) << "i=" << i << " e=" << e;
@@ -639,7 +649,9 @@ void check_attention(ThreadPool &pool, const AttnCase &c, std::mt19937 &rng) {
 
 TEST(Attention, AgainstReference) {
   std::mt19937 rng(11);
-  for (int threads : {1, 3}) {
+  // 1, 2 and 3 threads: decode cases split their groups into 1, 2 or more
+  // shares of query heads.
+  for (int threads : {1, 2, 3}) {
     ThreadPool pool(threads);
     for (AttnCase c : {AttnCase{9, 6, 2, 16, 5, 0},    // prefill after a prefix, GQA groups of 3
                        AttnCase{9, 6, 2, 16, 5, 4},    // sliding window
@@ -647,7 +659,9 @@ TEST(Attention, AgainstReference) {
                        AttnCase{1, 4, 1, 64, 40, 7},   // decode, MQA, window
                        AttnCase{17, 8, 2, 7, 0, 0},    // fresh prompt, odd head_dim
                        AttnCase{17, 8, 2, 7, 0, 5},
-                       AttnCase{12, 2, 2, 128, 3, 100}}) {  // window larger than the context
+                       AttnCase{12, 2, 2, 128, 3, 100},  // window larger than the context
+                       AttnCase{1, 40, 2, 32, 70, 0},    // groups of 20: more heads than one task takes
+                       AttnCase{2, 8, 1, 100, 33, 0}}) {  // two queries, MQA, rows padded to 112
       check_attention(pool, c, rng);
       if (HasFatalFailure()) return;
     }
@@ -662,11 +676,11 @@ TEST(Attention, WindowOfOneReturnsOwnValue) {
   const auto q = random_floats(rng, static_cast<size_t>(n_q * heads * hd));
   const auto k = random_floats(rng, static_cast<size_t>(kv * cap * hd));
   const auto v = random_floats(rng, static_cast<size_t>(kv * cap * hd));
-  std::vector<float> out(static_cast<size_t>(n_q * heads * hd)), scratch(static_cast<size_t>(2 * cap));
+  std::vector<float> out(static_cast<size_t>(n_q * heads * hd));
   for (Isa isa : supported_isas()) {
     IsaScope scope(isa);
     attention(pool, q.data(), n_q, heads * hd, heads, kv, hd, k.data(), v.data(), cap, pos0, 1, 0.5f,
-              out.data(), heads * hd, scratch.data(), cap);
+              out.data(), heads * hd);
     for (int64_t i = 0; i < n_q; ++i)
       for (int64_t h = 0; h < heads; ++h)
         for (int64_t e = 0; e < hd; ++e)
@@ -682,13 +696,13 @@ TEST(Attention, CausalMaskIgnoresFuture) {
   const auto q = random_floats(rng, static_cast<size_t>(n_q * heads * hd));
   auto k = random_floats(rng, static_cast<size_t>(heads * cap * hd));
   auto v = random_floats(rng, static_cast<size_t>(heads * cap * hd));
-  std::vector<float> a(q.size()), b(q.size()), scratch(static_cast<size_t>(2 * cap));
+  std::vector<float> a(q.size()), b(q.size());
   attention(pool, q.data(), n_q, heads * hd, heads, heads, hd, k.data(), v.data(), cap, 0, 0, 0.25f,
-            a.data(), heads * hd, scratch.data(), cap);
+            a.data(), heads * hd);
   for (int64_t h = 0; h < heads; ++h)
     for (int64_t e = 0; e < hd; ++e) k[(h * cap + 5) * hd + e] = v[(h * cap + 5) * hd + e] = 50.0f;
   attention(pool, q.data(), n_q, heads * hd, heads, heads, hd, k.data(), v.data(), cap, 0, 0, 0.25f,
-            b.data(), heads * hd, scratch.data(), cap);
+            b.data(), heads * hd);
   for (int64_t i = 0; i < 5 * heads * hd; ++i) ASSERT_EQ(a[i], b[i]) << i;  // queries 0..4
   bool last_changed = false;
   for (int64_t i = 5 * heads * hd; i < n_q * heads * hd; ++i) last_changed |= a[i] != b[i];
@@ -776,9 +790,9 @@ TEST(KvCache, QuantizedAttentionMatchesDecodedReference) {
         IsaScope scope(isa);
         SCOPED_TRACE(isa_name(isa));
         std::vector<float> out(static_cast<size_t>(c.n_q * stride), kSentinel);
-        std::vector<float> scratch(static_cast<size_t>(2 * cap), kNaN);
+        AttnScratch scratch(pool, cap, c.n_heads, c.n_kv_heads, hd);
         paged_attention(pool, q.data(), c.n_q, stride, c.n_heads, c.n_kv_heads, pc.view, c.pos0, c.window, scale,
-                        out.data(), stride, scratch.data(), cap);
+                        out.data(), stride, scratch.floats.data(), scratch.stride);
         for (size_t e = 0; e < out.size(); ++e) ASSERT_NEAR(out[e], ref[e], 3e-6) << e;
       }
     }
