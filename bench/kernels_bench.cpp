@@ -15,7 +15,8 @@
 //
 // Threads: LLM_BENCH_THREADS (default: all online cores). ISA: LLM_BENCH_ISA
 // = scalar | avx2 | avx512 | avx512vnni | neon | neon-dotprod (default: best
-// available).
+// available). matmul_q gets the work area a session gives it unless
+// LLM_BENCH_NO_WORK is set.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -179,9 +180,13 @@ void bm_matmul_q(benchmark::State &state, Shape s, DType type, int64_t group, bo
   fill_floats(x.data(), DType::F32, x.size());
   Buffer acts(cpu::quantized_acts_bytes(n, s.cols));
   cpu::quantize_acts(pool(), x.data(), n, s.cols, s.cols, acts.data());
+  // The work area a session provides (the runtime's CPU backend does).
+  Buffer work(std::max<size_t>(1, cpu::matmul_q_work_bytes(pool().size(), n)));
+  void *w = cpu::matmul_q_work_bytes(pool().size(), n) ? work.data() : nullptr;
+  if (std::getenv("LLM_BENCH_NO_WORK")) w = nullptr;
   size_t c = 0;
   for (auto _ : state) {
-    cpu::matmul_q(pool(), acts.data(), n, copies[c].w, nullptr, out.data(), s.rows);
+    cpu::matmul_q(pool(), acts.data(), n, copies[c].w, nullptr, out.data(), s.rows, w);
     benchmark::DoNotOptimize(out.data());
     c = (c + 1) % copies.size();
   }

@@ -34,8 +34,9 @@ class CpuBackend final : public Backend {
     return w;
   }
 
+  // Quantized activations, then matmul_q's work area.
   size_t matmul_scratch_bytes(int64_t n, int64_t k) const override {
-    return cpu::quantized_acts_bytes(n, (k + cpu::kActBlock - 1) / cpu::kActBlock * cpu::kActBlock);
+    return acts_bytes(n, k) + cpu::matmul_q_work_bytes(pool_.size(), n);
   }
 
   void *alloc(size_t bytes) override {
@@ -75,7 +76,7 @@ class CpuBackend final : public Backend {
     const float *b = bias && bias->present() ? static_cast<const float *>(bias->data) : nullptr;
     if (w.quantized()) {
       cpu::quantize_acts(pool_, x.data, x.rows, x.cols, x.stride, scratch);
-      cpu::matmul_q(pool_, scratch, x.rows, quant_view(w), b, out.data, out.stride);
+      cpu::matmul_q(pool_, scratch, x.rows, quant_view(w), b, out.data, out.stride, work_of(x, scratch));
       return;
     }
     cpu::matmul(pool_, x.data, x.rows, x.cols, x.stride, w.data, w.dtype, w.rows, b, out.data,
@@ -91,7 +92,7 @@ class CpuBackend final : public Backend {
     for (int i = 0; i < count; ++i) {
       const Product &p = products[i];
       const float *b = p.bias && p.bias->present() ? static_cast<const float *>(p.bias->data) : nullptr;
-      cpu::matmul_q(pool_, scratch, x.rows, quant_view(*p.w), b, p.out.data, p.out.stride);
+      cpu::matmul_q(pool_, scratch, x.rows, quant_view(*p.w), b, p.out.data, p.out.stride, work_of(x, scratch));
     }
   }
 
@@ -175,6 +176,18 @@ class CpuBackend final : public Backend {
     q.scales = w.scales;
     q.zeros = w.zeros;
     return q;
+  }
+
+  // Bytes of n rows of k activations quantized, rounded up to 64.
+  static size_t acts_bytes(int64_t n, int64_t k) {
+    const size_t b = cpu::quantized_acts_bytes(n, (k + cpu::kActBlock - 1) / cpu::kActBlock * cpu::kActBlock);
+    return (b + 63) / 64 * 64;
+  }
+  // matmul_q's work area in a product's scratch (after x quantized), or
+  // nullptr where matmul_q uses none for x's rows.
+  void *work_of(Act x, void *scratch) const {
+    if (cpu::matmul_q_work_bytes(pool_.size(), x.rows) == 0) return nullptr;
+    return static_cast<char *>(scratch) + acts_bytes(x.rows, x.cols);
   }
 
   ThreadPool &pool_;

@@ -175,6 +175,7 @@ void quantize_task(void *ctx, int64_t task, int) {
 struct MatmulQJob {
   const detail::QMatmulArgs *args;
   RowsFn fn;
+  uint8_t *work;  // kWideWorkBytes per thread, or nullptr
 };
 
 // Weight rows per chunk of ThreadPool::run_ranges (each thread streams its
@@ -188,9 +189,12 @@ int64_t q_rows_per_chunk(int64_t rows, int threads) {
   return std::clamp<int64_t>((target + 3) / 4 * 4, 16, 64);
 }
 
-void matmul_q_rows(void *ctx, int64_t j0, int64_t j1, int) {
+void matmul_q_rows(void *ctx, int64_t j0, int64_t j1, int thread) {
   const auto &j = *static_cast<const MatmulQJob *>(ctx);
-  j.fn(*j.args, j0, j1);
+  if (!j.work) return j.fn(*j.args, j0, j1);
+  detail::QMatmulArgs a = *j.args;
+  a.work = j.work + static_cast<size_t>(thread) * detail::kWideWorkBytes;
+  j.fn(a, j0, j1);
 }
 
 }  // namespace
@@ -214,8 +218,18 @@ void quantize_acts(ThreadPool &pool, const float *x, int64_t n, int64_t k, int64
   pool.run((n + rows_per_task - 1) / rows_per_task, quantize_task, const_cast<QuantizeJob *>(&job));
 }
 
+size_t matmul_q_work_bytes(int threads, int64_t n) {
+#if defined(LLM_HAVE_X86)
+  if (n > 8 && threads > 0) return static_cast<size_t>(threads) * detail::kWideWorkBytes;
+#else
+  (void)threads;
+  (void)n;
+#endif
+  return 0;
+}
+
 void matmul_q(ThreadPool &pool, const void *acts, int64_t n, const QuantWeight &W, const float *bias,
-              float *out, int64_t ldo) {
+              float *out, int64_t ldo, void *work) {
   const char *fn = "matmul_q";
   check_weight(fn, W);
   check_act_shape(fn, n, W.cols);
@@ -223,6 +237,8 @@ void matmul_q(ThreadPool &pool, const void *acts, int64_t n, const QuantWeight &
   if (acts == nullptr || out == nullptr) bad_argument(fn, "null activations or output");
   if (!aligned64(acts)) bad_argument(fn, "activations are not 64-byte aligned");
   if (n > 1 && ldo < W.rows) bad_argument(fn, "output stride " + str(ldo) + " < rows = " + str(W.rows));
+  if (work && !aligned64(work)) bad_argument(fn, "work area is not 64-byte aligned");
+  if (matmul_q_work_bytes(pool.size(), n) == 0) work = nullptr;  // no path uses it
 
   const detail::ActsLayout layout(n, W.cols);
   const char *base = static_cast<const char *>(acts);
@@ -250,7 +266,7 @@ void matmul_q(ThreadPool &pool, const void *acts, int64_t n, const QuantWeight &
   args.bias = bias;
   args.out = out;
   args.ldo = ldo;
-  const MatmulQJob job{&args, pick_rows()};
+  const MatmulQJob job{&args, pick_rows(), static_cast<uint8_t *>(work)};
   pool.run_ranges(W.rows, q_rows_per_chunk(W.rows, pool.size()), matmul_q_rows, const_cast<MatmulQJob *>(&job));
 }
 

@@ -49,11 +49,20 @@ size_t quantized_acts_bytes(int64_t n, int64_t k);
 // scale = max|x| / 127 per block of 32.
 void quantize_acts(ThreadPool &pool, const float *x, int64_t n, int64_t k, int64_t ldx, void *scratch);
 
+// Bytes of the optional work area of matmul_q for products of n tokens on a
+// pool of `threads`: where not 0, products of more than 8 tokens (prompts)
+// on the AVX-512 paths keep each weight octet they decode there and reuse it
+// for every tile of 8 tokens, instead of decoding it again per tile. 0 where
+// no path uses it (n <= 8, builds without x86 kernels).
+size_t matmul_q_work_bytes(int threads, int64_t n);
+
 // out[i][j] = sum_k x[i][k] * W[j][k] (+ bias[j]) where x was quantized into
 // `acts` by quantize_acts(.., n, W.cols, ..). Parallel over rows of W; weights
-// are streamed once per call for any n. Never allocates.
+// are streamed once per call for any n. `work`: nullptr, or
+// matmul_q_work_bytes(pool.size(), n) bytes, 64-byte aligned; the results are
+// the same either way, bit for bit. Never allocates.
 void matmul_q(ThreadPool &pool, const void *acts, int64_t n, const QuantWeight &W, const float *bias,
-              float *out, int64_t ldo);
+              float *out, int64_t ldo, void *work = nullptr);
 
 // Dequantizes one row of W into n = W.cols floats (for embedding lookups).
 void dequantize_row(const QuantWeight &W, int64_t row, float *out);

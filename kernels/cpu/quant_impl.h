@@ -123,7 +123,18 @@ struct QMatmulArgs {
   const float *bias;
   float *out;
   int64_t ldo;
+  // This thread's share of matmul_q's work area (kWideWorkBytes), or nullptr.
+  uint8_t *work;
 };
+
+// The work area of the wide tile (quant_x86_impl.h), per thread: decoded
+// weight octets of up to kWideWorkRows rows (one range chunk) over one
+// k-panel plus the partial octet past it (kWideWorkOctets), one slot of at
+// most kWideWorkSlotBytes per row pair and octet.
+constexpr int64_t kWideWorkRows = 64;
+constexpr int64_t kWideWorkOctets = 9;
+constexpr int64_t kWideWorkSlotBytes = 768;
+constexpr size_t kWideWorkBytes = kWideWorkRows / 2 * kWideWorkOctets * kWideWorkSlotBytes;
 
 // Computes out[i][j] for all tokens i and weight rows j in [j0, j1).
 void matmul_q_rows_scalar(const QMatmulArgs &a, int64_t j0, int64_t j1);

@@ -563,10 +563,26 @@ LLM_ALWAYS_INLINE void wide_octet(const WidePair<F> *w, const TokenRows<F, T> &x
   }
 }
 
+// The decoded pair of rows j + 2q, j + 2q + 1 (of the range chunk starting at
+// row jc) at octet o of panel p, in the work area (QMatmulArgs::work).
+template <class F>
+LLM_ALWAYS_INLINE WidePair<F> *work_slot(const QMatmulArgs &a, int64_t jc, int64_t j, int q, const Panel &p,
+                                         int64_t o) {
+  static_assert(sizeof(WidePair<F>) <= kWideWorkSlotBytes, "a decoded pair must fit its slot");
+  static_assert(kPanelBytes / (F::kMaxT * kOctetBytes) + 1 <= kWideWorkOctets,
+                "a prompt's panel and its partial octet must fit the slots");
+  const int64_t pair = (j - jc) / 2 + q;
+  return reinterpret_cast<WidePair<F> *>(a.work + (pair * kWideWorkOctets + (o - p.o0)) * kWideWorkSlotBytes);
+}
+
 // out[t0 + t][j + r] for r < R, t < T over one panel (the wide tile): R / 2
 // row pairs; R = 1 runs the row as a pair with itself and keeps one half.
+// With a work area, a product of more tokens than one tile (a prompt) keeps
+// the pairs its first token tile decodes there, and the panel's later token
+// tiles read them back instead of decoding the same octets again (decoding
+// took about a fifth of a prompt's tile; the slots stay in L2).
 template <class F, class G, class Z, int R, int T>
-void tile_wide(const QMatmulArgs &a, int64_t j, int64_t t0, const Panel &p, const TokenRows<F, T> &x) {
+void tile_wide(const QMatmulArgs &a, int64_t jc, int64_t j, int64_t t0, const Panel &p, const TokenRows<F, T> &x) {
   constexpr int P = (R + 1) / 2;
   const auto row_of = [&](int i) { return j + std::min(i, R - 1); };  // row i of the tile (i < 2P)
   __m512 acc[P][T];
@@ -579,9 +595,14 @@ void tile_wide(const QMatmulArgs &a, int64_t j, int64_t t0, const Panel &p, cons
   // the multi-row tiles do. That is every tile of a batch of decoding
   // sessions.
   const bool from_memory = t0 == 0;
+  const bool keep = a.work && a.n > F::kBatchT;  // decoded pairs go to / come from the work area
   for (int64_t o = p.o0; o < p.o1; ++o) {
 #pragma GCC unroll 4
     for (int q = 0; q < P; ++q) {
+      if (keep && !from_memory) {
+        w[q] = *work_slot<F>(a, jc, j, q, p, o);
+        continue;
+      }
       const int64_t r0 = row_of(2 * q), r1 = row_of(2 * q + 1);
       if (from_memory) {
         prefetch_octet<F>(a, r0 + kPrefetchRows, o);
@@ -589,6 +610,7 @@ void tile_wide(const QMatmulArgs &a, int64_t j, int64_t t0, const Panel &p, cons
       }
       decode_pair<F, G, Z>(a, r0, r1, a.q + r0 * a.row_bytes + o * kBytes, a.q + r1 * a.row_bytes + o * kBytes, o,
                            w[q]);
+      if (keep) *work_slot<F>(a, jc, j, q, p, o) = w[q];
     }
     wide_octet<F, Z, P, T>(w, x, o, acc);
   }
@@ -596,11 +618,16 @@ void tile_wide(const QMatmulArgs &a, int64_t j, int64_t t0, const Panel &p, cons
     // The partial octet: weight bytes copied into zero-padded buffers (no
     // read past a row), zero scales for the missing blocks.
     for (int q = 0; q < P; ++q) {
+      if (keep && !from_memory) {
+        w[q] = *work_slot<F>(a, jc, j, q, p, p.o1);
+        continue;
+      }
       const int64_t r0 = row_of(2 * q), r1 = row_of(2 * q + 1);
       alignas(64) uint8_t pad0[kBytes] = {}, pad1[kBytes] = {};
       copy_tail_octet<F>(a, r0, p.o1, pad0);
       copy_tail_octet<F>(a, r1, p.o1, pad1);
       decode_pair<F, GroupAny, Z>(a, r0, r1, pad0, pad1, p.o1, w[q], a.x.nb);
+      if (keep) *work_slot<F>(a, jc, j, q, p, p.o1) = w[q];
     }
     wide_octet<F, Z, P, T>(w, x, p.o1, acc);
   }
@@ -626,16 +653,20 @@ constexpr int rows_for_tokens() {
   return T == 2 ? 2 : 1;
 }
 
+// Rows j.. of the range chunk starting at row jc.
 template <class F, class G, class Z, int R, int T>
-LLM_ALWAYS_INLINE void any_tile(const QMatmulArgs &a, int64_t j, int64_t t0, const Panel &p,
+LLM_ALWAYS_INLINE void any_tile(const QMatmulArgs &a, int64_t jc, int64_t j, int64_t t0, const Panel &p,
                                 const TokenRows<F, T> &x) {
 #if defined(__AVX512F__)
   if constexpr (kUsesWideTile<F, T>) {
-    tile_wide<F, G, Z, R, T>(a, j, t0, p, x);
+    tile_wide<F, G, Z, R, T>(a, jc, j, t0, p, x);
     return;
   }
 #endif
-  if constexpr (!kUsesWideTile<F, T>) tile<F, G, Z, R, T>(a, j, t0, p, x);
+  if constexpr (!kUsesWideTile<F, T>) {
+    (void)jc;  // only the wide tile keeps decoded rows
+    tile<F, G, Z, R, T>(a, j, t0, p, x);
+  }
 }
 
 // The tokens' activations over the panel are packed once (pack_tokens) and
@@ -646,9 +677,9 @@ void token_tile(const QMatmulArgs &a, int64_t j0, int64_t j1, int64_t t0, const 
   constexpr int R = rows_for_tokens<F, T>();
   const TokenRows<F, T> x = pack_tokens<F, Z, T>(a.x, t0, p.o0, p.o1 + (p.tail ? 1 : 0), buf);
   int64_t j = j0;
-  for (; j + R <= j1; j += R) any_tile<F, G, Z, R, T>(a, j, t0, p, x);
+  for (; j + R <= j1; j += R) any_tile<F, G, Z, R, T>(a, j0, j, t0, p, x);
   if constexpr (R > 1) {
-    for (; j < j1; ++j) any_tile<F, G, Z, 1, T>(a, j, t0, p, x);
+    for (; j < j1; ++j) any_tile<F, G, Z, 1, T>(a, j0, j, t0, p, x);
   }
 }
 
@@ -667,6 +698,10 @@ void token_rest(const QMatmulArgs &a, int64_t j0, int64_t j1, int64_t t0, const 
 // call; larger n goes in tiles of F::kMaxT and one tile of the rest.
 template <class F, class G, class Z>
 void rows_impl(const QMatmulArgs &a, int64_t j0, int64_t j1) {
+  if (a.work && j1 - j0 > kWideWorkRows) {  // the work area holds one chunk's rows
+    for (int64_t j = j0; j < j1; j += kWideWorkRows) rows_impl<F, G, Z>(a, j, std::min(j1, j + kWideWorkRows));
+    return;
+  }
   constexpr int kT = F::kMaxT;
   const int64_t octets = a.x.nb / kOctet;
   const bool has_tail = a.x.nb % kOctet != 0;

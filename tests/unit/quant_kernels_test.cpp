@@ -354,12 +354,16 @@ References references(const Case &c, const TestWeight &w, const QuantActs &a, co
   return r;
 }
 
+// with_work: with the work area a session gives matmul_q (Aligned fills it
+// with 0xA5: nothing may depend on its contents before use).
 std::vector<float> run_matmul(ThreadPool &pool, Isa isa, const Scratch &s, const Case &c, const TestWeight &w,
-                              const std::vector<float> &bias, int64_t ldo) {
+                              const std::vector<float> &bias, int64_t ldo, bool with_work = false) {
   IsaScope scope(isa);
   std::vector<float> out(static_cast<size_t>(c.n * ldo), kSentinel);
+  const size_t work_bytes = with_work ? matmul_q_work_bytes(pool.size(), c.n) : 0;
+  Aligned work(std::max<size_t>(work_bytes, 1));
   matmul_q(pool, const_cast<Scratch &>(s).buf.data(), c.n, w.view(), c.bias ? bias.data() : nullptr, out.data(),
-           ldo);
+           ldo, work_bytes ? work.data() : nullptr);
   return out;
 }
 
@@ -398,6 +402,13 @@ void check_case(ThreadPool &pool1, ThreadPool &pool2, const Case &c, std::mt1993
     // Two threads: bit-identical.
     const auto out2 = run_matmul(pool2, isa, s, c, w, bias, ldo);
     ASSERT_EQ(std::memcmp(out.data(), out2.data(), out.size() * 4), 0) << "thread count changed the result";
+    // With the work area (decoded weights reused across token tiles): the
+    // same bits, on one thread and on two.
+    for (ThreadPool *pool : {&pool1, &pool2}) {
+      const auto outw = run_matmul(*pool, isa, s, c, w, bias, ldo, true);
+      ASSERT_EQ(std::memcmp(out.data(), outw.data(), out.size() * 4), 0)
+          << "the work area changed the result (" << pool->size() << " threads)";
+    }
     if (first.empty()) first = out;
   }
 }
@@ -435,6 +446,7 @@ TEST(MatmulQ, PanelsTailsAndOddGroups) {
       {DType::I8, Zeros::Symmetric, 129, 1024, 1024, 2, true},
       {DType::I4, Zeros::Symmetric, 4, 8192, 128, 3, false},
       {DType::I8, Zeros::Asymmetric, 2, 96, 96, 40, true},
+      {DType::I4, Zeros::Symmetric, 70, 2976, 32, 20, true},  // prompt tiles over panels and a tail octet
       // Batch tiles (n <= 8 is one token tile): several panels, a tail octet.
       {DType::I4, Zeros::Symmetric, 70, 2976, 32, 8, true},
       {DType::I4, Zeros::Asymmetric, 37, 5632, 128, 8, false},
